@@ -1,0 +1,151 @@
+//! One error type for every API response: an RFC 9457 problem document
+//! (`application/problem+json`). Details of server-side failures are logged, not sent.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::datasets::DatasetError;
+use crate::import::ImportError;
+use crate::sql::SqlError;
+
+/// An API error: a status, a problem type and a human-readable detail.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Short problem name; the `type` URI is `urn:allmende:problem:<kind>`.
+    pub kind: &'static str,
+    /// What went wrong, for the client.
+    pub detail: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// 400 with the given problem kind.
+    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind, detail)
+    }
+
+    /// 500; the detail is logged and replaced in the response.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            detail.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = if self.status.is_server_error() {
+            tracing::error!(kind = self.kind, detail = %self.detail, "request failed");
+            "the node failed to handle the request; its log has the details".to_owned()
+        } else {
+            tracing::debug!(kind = self.kind, detail = %self.detail, "request rejected");
+            self.detail
+        };
+        let body = json!({
+            "type": format!("urn:allmende:problem:{}", self.kind),
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": detail,
+        });
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::UnknownFormat(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unknown-format",
+                e.to_string(),
+            ),
+            ImportError::Invalid { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-data",
+                e.to_string(),
+            ),
+            ImportError::Empty(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "empty-data",
+                e.to_string(),
+            ),
+            ImportError::Io(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<DatasetError> for ApiError {
+    fn from(e: DatasetError) -> Self {
+        match e {
+            DatasetError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
+            }
+            DatasetError::InvalidMetadata(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-metadata",
+                e.to_string(),
+            ),
+            DatasetError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            DatasetError::Import(inner) => inner.into(),
+            DatasetError::Store(_) | DatasetError::Io(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<SqlError> for ApiError {
+    fn from(e: SqlError) -> Self {
+        match e {
+            SqlError::Invalid(_) => Self::bad_request("invalid-query", e.to_string()),
+            SqlError::NotAllowed(_) => {
+                Self::new(StatusCode::FORBIDDEN, "not-allowed", e.to_string())
+            }
+            SqlError::ResourcesExhausted(_) | SqlError::Timeout(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "query-limit",
+                e.to_string(),
+            ),
+            SqlError::Internal(_) => Self::internal(e),
+        }
+    }
+}
+
+/// A JSON body extractor whose rejections are problem documents too.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(
+                rejection.status(),
+                "invalid-body",
+                rejection.body_text(),
+            )),
+        }
+    }
+}

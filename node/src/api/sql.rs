@@ -1,0 +1,89 @@
+//! `POST /api/v1/sql`: local SQL over the node's datasets.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use axum::routing::post;
+use serde::Deserialize;
+
+use super::error::ApiJson;
+use super::{ApiError, AppState};
+use crate::output::{self, OutputFormat};
+use crate::sql;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/sql", post(run_sql))
+}
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    #[serde(default)]
+    format: Option<OutputFormat>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct FormatQuery {
+    pub(super) format: Option<String>,
+}
+
+/// The format from `?format=`, the body, or the `Accept` header, in that order; JSON otherwise.
+pub(super) fn pick_format(
+    query: Option<&str>,
+    body: Option<OutputFormat>,
+    headers: &HeaderMap,
+) -> Result<OutputFormat, ApiError> {
+    if let Some(name) = query {
+        return OutputFormat::from_name(name).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-format",
+                format!("unknown format `{name}`; use json, csv or arrow"),
+            )
+        });
+    }
+    Ok(body
+        .or_else(|| {
+            headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(OutputFormat::from_accept)
+        })
+        .unwrap_or(OutputFormat::Json))
+}
+
+/// Runs a query under the node's limits and streams the result in `format`.
+pub(super) async fn stream_query(
+    state: &AppState,
+    sql_text: &str,
+    format: OutputFormat,
+) -> Result<Response, ApiError> {
+    let limits = &state.config.limits;
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_secs(limits.sql_timeout_secs);
+    let stream = tokio::time::timeout_at(
+        deadline,
+        sql::query(&state.datasets, sql_text, limits.sql_memory_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::from(sql::SqlError::Timeout(limits.sql_timeout_secs)))??;
+    let stream = sql::with_deadline(stream, deadline, limits.sql_timeout_secs);
+    Response::builder()
+        .header(header::CONTENT_TYPE, format.content_type())
+        .body(Body::from_stream(output::encode(stream, format)))
+        .map_err(ApiError::internal)
+}
+
+#[tracing::instrument(skip_all, fields(len = body.sql.len()))]
+async fn run_sql(
+    State(state): State<AppState>,
+    Query(query): Query<FormatQuery>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SqlRequest>,
+) -> Result<Response, ApiError> {
+    let format = pick_format(query.format.as_deref(), body.format, &headers)?;
+    stream_query(&state, &body.sql, format).await
+}

@@ -1,0 +1,88 @@
+//! The `allmende` command line: one file per subcommand. `init` and `run` work on the data dir;
+//! the other commands are clients of a running node's API.
+
+mod dataset;
+mod init;
+mod run;
+mod sample;
+mod sql;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+use crate::config::Config;
+
+/// Allmende: a federated data-space node for municipalities.
+#[derive(Debug, Parser)]
+#[command(name = "allmende", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The node's data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "ALLMENDE_DATA_DIR",
+        default_value = "allmende-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Base URL of the node's API, for client commands; defaults to the data dir's configured
+    /// listen address, else http://127.0.0.1:7070.
+    #[arg(long, global = true, env = "ALLMENDE_API")]
+    pub api: Option<String>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node: key pair, configuration and an empty store.
+    Init(init::InitArgs),
+    /// Run the node: serve the API until SIGTERM or SIGINT.
+    Run(run::RunArgs),
+    /// Import, inspect, update and delete datasets.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
+    /// Run SQL over the node's datasets.
+    Sql(sql::SqlArgs),
+    /// Write sample data: district master data or generated hourly series.
+    #[command(subcommand)]
+    Sample(sample::SampleCommand),
+}
+
+impl Cli {
+    /// The client for the API this invocation talks to.
+    fn client(&self) -> Client {
+        let base = self
+            .api
+            .clone()
+            .unwrap_or_else(|| match Config::load(&self.data_dir) {
+                Ok(config) => config.public_url(),
+                Err(_) => "http://127.0.0.1:7070".to_owned(),
+            });
+        Client::new(&base)
+    }
+}
+
+/// Runs the command line; errors are reported by `main`.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Init(args) => init::run(&cli.data_dir, args),
+        Command::Run(args) => run::run(&cli.data_dir, args),
+        Command::Sample(cmd) => sample::run(cmd),
+        Command::Dataset(cmd) => block_on(dataset::run(cli.client(), cmd)),
+        Command::Sql(args) => block_on(sql::run(cli.client(), args)),
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    f: F,
+) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}

@@ -1,0 +1,331 @@
+//! The node's configuration: a TOML file in the data dir, overridable by flags and
+//! `ALLMENDE_*` environment variables (flag > environment > file > default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the configuration inside the data dir.
+pub const CONFIG_FILE: &str = "allmende.toml";
+
+/// Errors reading or writing the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("cannot access `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("invalid configuration in `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole node configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The organisation running the node, e.g. `Stadt Münster`; the datasets' publisher.
+    pub name: String,
+    /// The German district key (AGS, 5 digits) of the node's municipality.
+    pub district_key: String,
+    /// HTTP API settings.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Logging settings.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Size and time limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Publisher details used in DCAT-AP.de metadata.
+    #[serde(default)]
+    pub publisher: PublisherConfig,
+}
+
+/// HTTP API settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+    /// Base URL under which others reach the API (used for `dcat:accessURL`);
+    /// `None` means `http://<listen>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            public_url: None,
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `allmende=debug,info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: default_log_level(),
+        }
+    }
+}
+
+/// Size and time limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Memory a single SQL query may use, in bytes.
+    pub sql_memory_bytes: u64,
+    /// Longest a single SQL query may run, in seconds.
+    pub sql_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 8 << 30,
+            sql_memory_bytes: 1 << 30,
+            sql_timeout_secs: 60,
+        }
+    }
+}
+
+/// Publisher details used in DCAT-AP.de metadata.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherConfig {
+    /// The publisher's URI (`dct:publisher`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Contact e-mail (`dcat:contactPoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_email: Option<String>,
+    /// Contact name (`vcard:fn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_name: Option<String>,
+}
+
+/// Settings that may be given as flags or `ALLMENDE_*` environment variables; each one that is
+/// set replaces the value from the file.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Overrides {
+    /// Organisation running the node.
+    #[arg(long, env = "ALLMENDE_NAME")]
+    pub name: Option<String>,
+    /// District key (AGS, 5 digits).
+    #[arg(long, env = "ALLMENDE_DISTRICT_KEY")]
+    pub district_key: Option<String>,
+    /// Address of the HTTP API.
+    #[arg(long, env = "ALLMENDE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Public base URL of the HTTP API.
+    #[arg(long, env = "ALLMENDE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log format.
+    #[arg(long, env = "ALLMENDE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `allmende=debug`.
+    #[arg(long, env = "ALLMENDE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Largest accepted upload in bytes.
+    #[arg(long, env = "ALLMENDE_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Memory limit of one SQL query in bytes.
+    #[arg(long, env = "ALLMENDE_SQL_MEMORY_BYTES")]
+    pub sql_memory_bytes: Option<u64>,
+    /// Time limit of one SQL query in seconds.
+    #[arg(long, env = "ALLMENDE_SQL_TIMEOUT_SECS")]
+    pub sql_timeout_secs: Option<u64>,
+    /// Publisher URI.
+    #[arg(long, env = "ALLMENDE_PUBLISHER_URI")]
+    pub publisher_uri: Option<String>,
+    /// Contact e-mail for the datasets.
+    #[arg(long, env = "ALLMENDE_CONTACT_EMAIL")]
+    pub contact_email: Option<String>,
+    /// Contact name for the datasets.
+    #[arg(long, env = "ALLMENDE_CONTACT_NAME")]
+    pub contact_name: Option<String>,
+}
+
+impl Config {
+    /// A configuration with defaults for everything but the name and district key.
+    pub fn new(name: String, district_key: String) -> Self {
+        Self {
+            name,
+            district_key,
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+            limits: Limits::default(),
+            publisher: PublisherConfig::default(),
+        }
+    }
+
+    /// The path of the configuration file in `data_dir`.
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(CONFIG_FILE)
+    }
+
+    /// Reads the configuration file from `data_dir`.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = Self::path(data_dir);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path,
+            message: e.message().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes the configuration file into `data_dir`, replacing it atomically.
+    pub fn save(&self, data_dir: &Path) -> Result<(), ConfigError> {
+        let path = Self::path(data_dir);
+        let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| ConfigError::Io { path, source })
+    }
+
+    /// Applies the overrides that are set.
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *target = v.clone();
+            }
+        }
+        fn set_opt<T: Clone>(target: &mut Option<T>, value: &Option<T>) {
+            if value.is_some() {
+                target.clone_from(value);
+            }
+        }
+        set(&mut self.name, &o.name);
+        set(&mut self.district_key, &o.district_key);
+        set(&mut self.http.listen, &o.listen);
+        set_opt(&mut self.http.public_url, &o.public_url);
+        set(&mut self.log.format, &o.log_format);
+        set(&mut self.log.level, &o.log_level);
+        set(&mut self.limits.max_upload_bytes, &o.max_upload_bytes);
+        set(&mut self.limits.sql_memory_bytes, &o.sql_memory_bytes);
+        set(&mut self.limits.sql_timeout_secs, &o.sql_timeout_secs);
+        set_opt(&mut self.publisher.uri, &o.publisher_uri);
+        set_opt(&mut self.publisher.contact_email, &o.contact_email);
+        set_opt(&mut self.publisher.contact_name, &o.contact_name);
+        self.validate()
+    }
+
+    /// Checks values that TOML's types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(ConfigError::Invalid("`name` must not be empty".into()));
+        }
+        if self.district_key.len() != 5 || !self.district_key.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid(format!(
+                "`district_key` must be a 5-digit German district key (AGS), got `{}`",
+                self.district_key
+            )));
+        }
+        if self.limits.sql_timeout_secs == 0 || self.limits.max_upload_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "limits must be greater than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The base URL under which the API is reached, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.http.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.http.listen),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new("Stadt Münster".into(), "05515".into());
+        config.publisher.contact_email = Some("open-data@stadt-muenster.de".into());
+        config.save(dir.path()).unwrap();
+        assert_eq!(Config::load(dir.path()).unwrap(), config);
+    }
+
+    #[test]
+    fn overrides_replace_file_values() {
+        let mut config = Config::new("A".into(), "05515".into());
+        let o = Overrides {
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            log_format: Some(LogFormat::Json),
+            ..Overrides::default()
+        };
+        config.apply(&o).unwrap();
+        assert_eq!(config.http.listen.port(), 9999);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.name, "A");
+    }
+
+    #[test]
+    fn rejects_bad_district_key_and_unknown_keys() {
+        assert!(Config::new("A".into(), "5515".into()).validate().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            Config::path(dir.path()),
+            "name = \"A\"\ndistrict_key = \"05515\"\nbogus = 1\n",
+        )
+        .unwrap();
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,21 @@
+//! The Allmende node: a municipality's sovereign data-space node.
+//!
+//! This crate holds the `allmende` binary's library: the configuration ([`config`]), the node's
+//! identity ([`identity`]), durable metadata ([`store`]) and datasets ([`datasets`], converted by
+//! [`import`] and described by [`dcat`]), local SQL ([`sql`]), the HTTP API ([`api`]), the
+//! command line ([`cli`]) with its API client ([`client`]), and sample data ([`sample`]).
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod datasets;
+pub mod dcat;
+pub mod identity;
+pub mod import;
+pub mod output;
+pub mod sample;
+pub mod server;
+pub mod sql;
+pub mod store;

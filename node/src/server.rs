@@ -1,0 +1,96 @@
+//! Opening a node's data dir and serving its API until a shutdown signal.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::api::{self, AppState};
+use crate::config::{Config, ConfigError, Overrides};
+use crate::datasets::{DatasetError, Datasets};
+use crate::identity::{Identity, IdentityError};
+use crate::store::{Store, StoreError};
+
+/// Errors starting or running a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data dir has no configuration: it was never initialised.
+    #[error("`{0}` is not an initialised data dir; run `allmende init --data-dir {0} ...` first")]
+    NotInitialised(String),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The identity could not be loaded.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Recovery after a crash failed.
+    #[error("recovering the data dir failed: {0}")]
+    Recover(#[from] DatasetError),
+    /// Binding or serving failed.
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Loads the configuration of `data_dir` with `overrides` applied.
+pub fn load_config(data_dir: &Path, overrides: &Overrides) -> Result<Config, NodeError> {
+    if !Config::path(data_dir).exists() {
+        return Err(NodeError::NotInitialised(data_dir.display().to_string()));
+    }
+    let mut config = Config::load(data_dir)?;
+    config.apply(overrides)?;
+    Ok(config)
+}
+
+/// Opens the identity, the store and the datasets of an initialised data dir, and removes what
+/// an interrupted import left behind.
+pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
+    let started = Instant::now();
+    let config = Arc::new(config);
+    let identity = Arc::new(Identity::load(data_dir)?);
+    let store = Store::open(data_dir, false)?;
+    let datasets = Datasets::new(data_dir.to_path_buf(), store, config.clone());
+    for path in datasets.recover()? {
+        tracing::warn!(path = %path.display(), "removed a file left by an interrupted import");
+    }
+    Ok(AppState {
+        config,
+        identity,
+        datasets: Arc::new(datasets),
+        started,
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then waits for requests in flight
+/// and flushes the store.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let datasets = state.datasets.clone();
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    datasets.store().flush()?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stop the node with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}

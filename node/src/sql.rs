@@ -1,0 +1,121 @@
+//! Local SQL over the node's own datasets with Apache DataFusion. Each dataset is a table named
+//! by its slug; queries are read-only and run under a memory limit.
+
+use datafusion::config::Dialect;
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig, SessionContext};
+
+use crate::datasets::Datasets;
+
+/// Errors of an SQL query.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The query does not parse or plan: syntax errors, unknown tables or columns.
+    #[error("{0}")]
+    Invalid(String),
+    /// The statement is not a read-only query.
+    #[error("only read-only queries are allowed: {0}")]
+    NotAllowed(String),
+    /// The query hit the memory limit.
+    #[error("the query needs more memory than allowed: {0}")]
+    ResourcesExhausted(String),
+    /// The query took longer than allowed.
+    #[error("the query did not finish within {0} s")]
+    Timeout(u64),
+    /// The node failed while running the query.
+    #[error("query failed: {0}")]
+    Internal(String),
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(e: DataFusionError) -> Self {
+        match e.find_root() {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..) => Self::Invalid(e.strip_backtrace()),
+            DataFusionError::NotImplemented(m) => Self::Invalid(format!("not supported: {m}")),
+            DataFusionError::ResourcesExhausted(m) => Self::ResourcesExhausted(m.clone()),
+            _ => Self::Internal(e.strip_backtrace()),
+        }
+    }
+}
+
+/// Runs `sql` over the node's datasets and returns the result as a stream of batches.
+pub async fn query(
+    datasets: &Datasets,
+    sql: &str,
+    memory_limit: u64,
+) -> Result<SendableRecordBatchStream, SqlError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
+        .build_arc()?;
+    let config = SessionConfig::new().with_target_partitions(2);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let state = ctx.state();
+    let statement = state.sql_to_statement(sql, &Dialect::Generic)?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    for table in state.resolve_table_references(&statement)? {
+        if table.schema().is_some() {
+            return Err(SqlError::Invalid(format!(
+                "table `{table}`: only this node's datasets can be queried here, by their names"
+            )));
+        }
+        let name = table.table();
+        let dataset = match datasets.store().find(name) {
+            Ok(Some(d)) if d.record.slug == name => d,
+            Ok(_) => return Err(SqlError::Invalid(format!("table `{name}` not found"))),
+            Err(e) => return Err(SqlError::Internal(e.to_string())),
+        };
+        let path = datasets.file_path(&dataset);
+        let path = path
+            .to_str()
+            .ok_or_else(|| SqlError::Internal("data dir path is not UTF-8".into()))?;
+        ctx.register_parquet(name, path, ParquetReadOptions::default())
+            .await?;
+    }
+    let plan = state.statement_to_plan(statement).await?;
+    options
+        .verify_plan(&plan)
+        .map_err(|e| SqlError::NotAllowed(e.strip_backtrace()))?;
+    let frame = ctx.execute_logical_plan(plan).await?;
+    Ok(frame.execute_stream().await?)
+}
+
+/// Streams a whole dataset.
+pub async fn scan(
+    datasets: &Datasets,
+    slug: &str,
+    memory_limit: u64,
+) -> Result<SendableRecordBatchStream, SqlError> {
+    query(datasets, &format!("SELECT * FROM \"{slug}\""), memory_limit).await
+}
+
+/// Wraps a stream so that it ends with an error once `deadline` has passed.
+pub fn with_deadline(
+    stream: SendableRecordBatchStream,
+    deadline: tokio::time::Instant,
+    limit_secs: u64,
+) -> SendableRecordBatchStream {
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use futures::StreamExt;
+    let schema = stream.schema();
+    let timed = futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(item)) => Some((item, Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(DataFusionError::Execution(format!(
+                    "the query did not finish within {limit_secs} s"
+                ))),
+                None,
+            )),
+        }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, timed))
+}

@@ -1,0 +1,1 @@
+//! Allmende usage policies (issue 4).

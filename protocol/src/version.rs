@@ -1,0 +1,13 @@
+//! Protocol identifiers and format versions.
+//!
+//! A change to the encoding of a message that old nodes would misread bumps its version and the
+//! protocol id that carries it; old and new ids can then be served side by side.
+
+/// The libp2p protocol id of catalog synchronisation.
+pub const CATALOG_SYNC: &str = "/allmende/catalog-sync/1";
+
+/// The version of the signed-envelope format ([`crate::envelope`]).
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// The version of the catalog-entry format ([`crate::catalog::CatalogEntry`]).
+pub const CATALOG_ENTRY_VERSION: u32 = 1;
