@@ -32,9 +32,12 @@ pub enum SqlError {
 impl From<DataFusionError> for SqlError {
     fn from(e: DataFusionError) -> Self {
         match e.find_root() {
-            DataFusionError::SQL(..)
-            | DataFusionError::Plan(_)
-            | DataFusionError::SchemaError(..) => Self::Invalid(e.strip_backtrace()),
+            DataFusionError::SQL(..) => {
+                Self::Invalid(format!("SQL syntax error: {}", e.strip_backtrace()))
+            }
+            DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
+                Self::Invalid(e.strip_backtrace())
+            }
             DataFusionError::NotImplemented(m) => Self::Invalid(format!("not supported: {m}")),
             DataFusionError::ResourcesExhausted(m) => Self::ResourcesExhausted(m.clone()),
             _ => Self::Internal(e.strip_backtrace()),
@@ -55,6 +58,16 @@ pub async fn query(
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     let state = ctx.state();
     let statement = state.sql_to_statement(sql, &Dialect::Generic)?;
+    let is_query = matches!(
+        &statement,
+        datafusion::sql::parser::Statement::Statement(s)
+            if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_))
+    );
+    if !is_query {
+        return Err(SqlError::NotAllowed(
+            "the statement is not a query (SELECT, WITH or VALUES)".into(),
+        ));
+    }
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

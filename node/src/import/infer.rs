@@ -71,7 +71,8 @@ fn is_float(s: &str) -> bool {
 
 fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 10
+    s.is_ascii()
+        && b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
         && all_digits(&s[0..4])
@@ -82,7 +83,11 @@ fn is_date(s: &str) -> bool {
 
 /// Classifies a timestamp: `Some(true)` with an offset, `Some(false)` without.
 fn timestamp_kind(s: &str) -> Option<bool> {
-    if s.len() < 19 || !is_date(&s[..10]) || !matches!(s.as_bytes()[10], b'T' | b' ') {
+    if s.len() < 19
+        || !s.is_ascii()
+        || !is_date(&s[..10])
+        || !matches!(s.as_bytes()[10], b'T' | b' ')
+    {
         return None;
     }
     if chrono::DateTime::parse_from_rfc3339(&s.replacen(' ', "T", 1)).is_ok() {
@@ -139,6 +144,9 @@ mod tests {
         assert_eq!(classify("2024-01-01T10:00:00Z"), Kind::TimestampTz);
         assert_eq!(classify("2024-01-01T10:00:00+01:00"), Kind::TimestampTz);
         assert_eq!(classify(""), Kind::Unknown);
+        assert_eq!(classify("Werra-Meißner-Kreis"), Kind::Text);
+        assert_eq!(classify("2024-01-0ß"), Kind::Text);
+        assert_eq!(classify("2024-01-01Tßßßßßßßß"), Kind::Text);
     }
 
     #[test]

@@ -64,11 +64,10 @@ impl<'a> RowSink<'a> {
 
     /// Flattens one record into a row and queues it.
     fn push(&mut self, record: Value) -> Result<(), ImportError> {
-        self.count += 1;
         let Value::Object(object) = record else {
             return Err(ImportError::invalid(
                 self.format,
-                format!("record {} is not a JSON object", self.count),
+                format!("record {} is not a JSON object", self.count + 1),
             ));
         };
         let mut row = Map::with_capacity(object.len());
@@ -83,6 +82,7 @@ impl<'a> RowSink<'a> {
     }
 
     fn push_row(&mut self, row: Row) -> Result<(), ImportError> {
+        self.count += 1;
         if self.writer.is_none() {
             for (key, value) in &row {
                 let kind = kind_of(value);
