@@ -1,1 +1,160 @@
-//! Helpers for the black-box tests.
+//! Helpers for the black-box tests: real `allmende` processes in temporary data dirs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `allmende` binary: `$ALLMENDE_BIN`, else the one cargo built beside this test.
+pub fn bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("ALLMENDE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join("allmende");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p allmende` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs the binary with `args` and returns its output.
+pub fn allmende(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("ALLMENDE_API")
+        .env_remove("ALLMENDE_DATA_DIR")
+        .output()
+        .expect("run allmende")
+}
+
+/// A node's data dir and, while it runs, its process.
+pub struct TestNode {
+    /// The data dir (removed on drop).
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// The API's base URL while running.
+    pub url: String,
+}
+
+impl TestNode {
+    /// `allmende init` in a fresh directory, listening on an ephemeral loopback port.
+    pub fn init(name: &str, district_key: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = allmende(&[
+            "init",
+            "--data-dir",
+            dir.path().to_str().expect("utf-8 path"),
+            "--name",
+            name,
+            "--district-key",
+            district_key,
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            dir,
+            child: None,
+            url: String::new(),
+        }
+    }
+
+    /// The data dir's path as a string.
+    pub fn data_dir(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8 path")
+    }
+
+    /// Starts `allmende run` and waits until it listens.
+    pub fn start(&mut self) {
+        let mut child = Command::new(bin())
+            .args(["run", "--data-dir", self.data_dir(), "--log-level", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn allmende run");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("allmende listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("node did not report its address within 20 s");
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .expect("not running")
+    }
+
+    /// Sends `signal` and waits up to `timeout` for the process to exit; returns its status.
+    pub fn stop(&mut self, signal: i32, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("not running");
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node did not exit within {timeout:?} after signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a client command against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--api", self.url.as_str()];
+        all.extend_from_slice(args);
+        allmende(&all)
+    }
+
+    /// Runs a client command that must succeed and returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "`allmende {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// `GET path` as JSON.
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        reqwest::blocking::get(format!("{}{path}", self.url))
+            .and_then(|r| r.json())
+            .expect("GET")
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
