@@ -135,6 +135,26 @@ impl Client {
         Ok(total)
     }
 
+    /// `GET path?query` as JSON.
+    pub async fn get_query(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Value, ClientError> {
+        let r = self
+            .check(self.http.get(self.url(path)).query(query).send().await)
+            .await?;
+        self.json(r).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let r = self
+            .check(self.http.post(self.url(path)).json(body).send().await)
+            .await?;
+        self.json(r).await
+    }
+
     /// `PATCH path` with a JSON body.
     pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let r = self

@@ -64,6 +64,42 @@ pub struct Config {
     /// Publisher details used in DCAT-AP.de metadata.
     #[serde(default)]
     pub publisher: PublisherConfig,
+    /// Peer-to-peer federation settings.
+    #[serde(default)]
+    pub p2p: P2pConfig,
+}
+
+/// Peer-to-peer federation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pConfig {
+    /// libp2p multiaddresses to listen on (QUIC first, TCP as fallback).
+    pub listen: Vec<String>,
+    /// Addresses other members should dial, when they differ from the listen addresses.
+    #[serde(default)]
+    pub external: Vec<String>,
+    /// Discover peers on the local network with mDNS (development only).
+    #[serde(default)]
+    pub mdns: bool,
+    /// Interval of anti-entropy rounds, in milliseconds.
+    pub sync_interval_ms: u64,
+    /// Gossip messages accepted per second from one peer (burst: ten times as many).
+    pub gossip_rate: u32,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/udp/7071/quic-v1".into(),
+                "/ip4/0.0.0.0/tcp/7071".into(),
+            ],
+            external: Vec::new(),
+            mdns: false,
+            sync_interval_ms: 5000,
+            gossip_rate: 200,
+        }
+    }
 }
 
 /// HTTP API settings.
@@ -189,6 +225,18 @@ pub struct Overrides {
     /// Contact name for the datasets.
     #[arg(long, env = "ALLMENDE_CONTACT_NAME")]
     pub contact_name: Option<String>,
+    /// libp2p listen addresses, comma-separated.
+    #[arg(long, env = "ALLMENDE_P2P_LISTEN", value_delimiter = ',')]
+    pub p2p_listen: Option<Vec<String>>,
+    /// libp2p addresses announced to other members, comma-separated.
+    #[arg(long, env = "ALLMENDE_P2P_EXTERNAL", value_delimiter = ',')]
+    pub p2p_external: Option<Vec<String>>,
+    /// Discover peers with mDNS (development only).
+    #[arg(long, env = "ALLMENDE_MDNS")]
+    pub mdns: Option<bool>,
+    /// Anti-entropy interval in milliseconds.
+    #[arg(long, env = "ALLMENDE_SYNC_INTERVAL_MS")]
+    pub sync_interval_ms: Option<u64>,
 }
 
 impl Config {
@@ -201,6 +249,7 @@ impl Config {
             log: LogConfig::default(),
             limits: Limits::default(),
             publisher: PublisherConfig::default(),
+            p2p: P2pConfig::default(),
         }
     }
 
@@ -258,6 +307,10 @@ impl Config {
         set_opt(&mut self.publisher.uri, &o.publisher_uri);
         set_opt(&mut self.publisher.contact_email, &o.contact_email);
         set_opt(&mut self.publisher.contact_name, &o.contact_name);
+        set(&mut self.p2p.listen, &o.p2p_listen);
+        set(&mut self.p2p.external, &o.p2p_external);
+        set(&mut self.p2p.mdns, &o.mdns);
+        set(&mut self.p2p.sync_interval_ms, &o.sync_interval_ms);
         self.validate()
     }
 
@@ -271,6 +324,18 @@ impl Config {
                 "`district_key` must be a 5-digit German district key (AGS), got `{}`",
                 self.district_key
             )));
+        }
+        for addr in self.p2p.listen.iter().chain(&self.p2p.external) {
+            if addr.parse::<libp2p::Multiaddr>().is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "`{addr}` is not a libp2p multiaddress (e.g. /ip4/0.0.0.0/udp/7071/quic-v1)"
+                )));
+            }
+        }
+        if self.p2p.sync_interval_ms < 100 || self.p2p.gossip_rate == 0 {
+            return Err(ConfigError::Invalid(
+                "p2p.sync_interval_ms must be at least 100 and p2p.gossip_rate at least 1".into(),
+            ));
         }
         if self.limits.sql_timeout_secs == 0 || self.limits.max_upload_bytes == 0 {
             return Err(ConfigError::Invalid(

@@ -166,7 +166,7 @@ pub struct ImportRequest {
 /// The datasets of one node.
 pub struct Datasets {
     data_dir: PathBuf,
-    store: Store,
+    store: Arc<Store>,
     config: Arc<Config>,
     /// Serialises the commit step of imports, updates and deletes.
     commit: Mutex<()>,
@@ -202,7 +202,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 impl Datasets {
     /// Opens the datasets of the node in `data_dir`.
-    pub fn new(data_dir: PathBuf, store: Store, config: Arc<Config>) -> Self {
+    pub fn new(data_dir: PathBuf, store: Arc<Store>, config: Arc<Config>) -> Self {
         Self {
             data_dir,
             store,

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod datasets;
 pub mod dcat;
+pub mod federation;
 pub mod identity;
 pub mod import;
 pub mod output;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::api::{self, AppState};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::datasets::{DatasetError, Datasets};
+use crate::federation::{Federation, FederationError, NetworkError};
 use crate::identity::{Identity, IdentityError};
 use crate::store::{Store, StoreError};
 
@@ -26,6 +27,12 @@ pub enum NodeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The federation state could not be loaded.
+    #[error(transparent)]
+    Federation(#[from] FederationError),
+    /// The peer-to-peer network could not start.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     /// Recovery after a crash failed.
     #[error("recovering the data dir failed: {0}")]
     Recover(#[from] DatasetError),
@@ -50,30 +57,44 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
     let started = Instant::now();
     let config = Arc::new(config);
     let identity = Arc::new(Identity::load(data_dir)?);
-    let store = Store::open(data_dir, false)?;
-    let datasets = Datasets::new(data_dir.to_path_buf(), store, config.clone());
+    let store = Arc::new(Store::open(data_dir, false)?);
+    let datasets = Datasets::new(data_dir.to_path_buf(), store.clone(), config.clone());
     for path in datasets.recover()? {
         tracing::warn!(path = %path.display(), "removed a file left by an interrupted import");
     }
+    let federation = Federation::open(
+        identity.signing_key().clone(),
+        config.name.clone(),
+        config.district_key.clone(),
+        config.p2p.external.clone(),
+        store,
+    )?;
     Ok(AppState {
         config,
         identity,
         datasets: Arc::new(datasets),
+        federation: Arc::new(federation),
         started,
     })
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then waits for requests in flight
-/// and flushes the store.
+/// Starts the peer-to-peer network, then serves the API on `listener` until `shutdown`
+/// completes; then waits for requests in flight, stops the network and flushes the store.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
+    let network = crate::federation::spawn(
+        state.federation.clone(),
+        state.identity.signing_key(),
+        &state.config.p2p,
+    )?;
     let datasets = state.datasets.clone();
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
+    network.abort();
     datasets.store().flush()?;
     Ok(())
 }

@@ -83,6 +83,9 @@ pub struct StoredDataset {
     pub source: SourceInfo,
 }
 
+/// Raw key-value pairs read from the store.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The RocksDB-backed metadata store.
 pub struct Store {
     db: DB,
@@ -219,14 +222,46 @@ impl Store {
         self.write(batch)
     }
 
+    /// The value stored under a raw key.
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(key).map_err(|e| self.err(e))
+    }
+
+    /// Keys and values whose key starts with `prefix`, from `start` (inclusive, itself starting
+    /// with `prefix`) on, at most `limit`.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Pairs, StoreError> {
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(start, rocksdb::Direction::Forward);
+        for item in self.db.iterator(mode) {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes and deletes raw keys in one synced batch (`None` deletes).
+    pub fn write_raw(&self, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in ops {
+            match value {
+                Some(v) => batch.put(key, v),
+                None => batch.delete(key),
+            }
+        }
+        self.write(batch)
+    }
+
     /// Flushes memtables to disk; called on shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(|e| self.err(e))
-    }
-
-    /// Number of keys, for diagnostics.
-    pub fn key_count(&self) -> usize {
-        self.db.iterator(IteratorMode::Start).count()
     }
 }
 

@@ -8,6 +8,8 @@
 //!   the signer's libp2p [`PeerId`];
 //! - [`catalog`]: [`CatalogEntry`], the hash-linked log entries that announce datasets;
 //! - [`dcat`]: DCAT-AP.de dataset descriptions carried in catalog entries;
+//! - [`roster`]: [`roster::SignedRoster`], federation membership signed by its members;
+//! - [`sync`]: anti-entropy messages: digests (version vectors) and entry ranges;
 //! - [`codec`]: serde helpers for binary fields;
 //! - [`version`]: protocol ids and format versions.
 #![deny(missing_docs)]
@@ -17,6 +19,8 @@ pub mod cbor;
 pub mod codec;
 pub mod dcat;
 pub mod envelope;
+pub mod roster;
+pub mod sync;
 pub mod version;
 
 pub use catalog::{CatalogEntry, ChainError, EntryOp, PolicyRef, SignedCatalogEntry};

@@ -11,3 +11,16 @@ pub const ENVELOPE_VERSION: u32 = 1;
 
 /// The version of the catalog-entry format ([`crate::catalog::CatalogEntry`]).
 pub const CATALOG_ENTRY_VERSION: u32 = 1;
+
+/// The gossipsub topic of a federation's catalog announcements.
+pub fn catalog_topic(federation: &str) -> String {
+    format!("allmende/{federation}/catalog/1")
+}
+
+/// The gossipsub topic of a federation's roster proposals.
+pub fn roster_topic(federation: &str) -> String {
+    format!("allmende/{federation}/roster/1")
+}
+
+/// The Kademlia protocol id of Allmende federations (kept apart from the public IPFS DHT).
+pub const KADEMLIA: &str = "/allmende/kad/1";

@@ -55,6 +55,8 @@ impl TestNode {
             district_key,
             "--listen",
             "127.0.0.1:0",
+            "--p2p-listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1,/ip4/127.0.0.1/tcp/0",
         ]);
         assert!(
             out.status.success(),

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 
-use super::error::ApiJson;
+use super::error::{ApiJson, ApiQuery};
 use super::sql::{FormatQuery, pick_format, stream_query};
 use super::{ApiError, AppState};
 use crate::datasets::{ImportRequest, MetadataInput};
@@ -136,7 +136,7 @@ async fn validation(
 async fn data(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<FormatQuery>,
+    ApiQuery(query): ApiQuery<FormatQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let dataset = find(&state, id).await?;
@@ -174,6 +174,7 @@ async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let datasets = state.datasets.clone();
     let dataset = blocking(move || Ok(datasets.update_metadata(&id, &input)?)).await?;
+    super::federation::republish(&state, &dataset, false).await;
     Ok(Json(json!(DatasetView::from(&dataset))))
 }
 
@@ -181,6 +182,8 @@ async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let dataset = find(&state, id.clone()).await?;
+    super::federation::republish(&state, &dataset, true).await;
     let datasets = state.datasets.clone();
     blocking(move || Ok(datasets.delete(&id)?)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -371,6 +374,9 @@ async fn import(
     .await?;
     tracing::info!(id = %dataset.record.id, slug = %dataset.record.slug,
         version = dataset.record.version, rows = dataset.rows, "dataset imported");
+    if !created {
+        super::federation::republish(&state, &dataset, false).await;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {

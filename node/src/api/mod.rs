@@ -2,6 +2,7 @@
 
 pub mod datasets;
 pub mod error;
+mod federation;
 mod node;
 mod sql;
 
@@ -14,6 +15,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::datasets::Datasets;
+use crate::federation::Federation;
 use crate::identity::Identity;
 
 pub use error::ApiError;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     /// The node's datasets.
     pub datasets: Arc<Datasets>,
+    /// The node's federation state.
+    pub federation: Arc<Federation>,
     /// When the node started.
     pub started: Instant,
 }
@@ -39,6 +43,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(node::routes())
         .merge(sql::routes())
+        .merge(federation::routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         // Uploads are bounded by `limits.max_upload_bytes` while they stream to disk.
         .merge(datasets::routes().layer(DefaultBodyLimit::disable()))

@@ -2,13 +2,13 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::post;
 use serde::Deserialize;
 
-use super::error::ApiJson;
+use super::error::{ApiJson, ApiQuery};
 use super::{ApiError, AppState};
 use crate::output::{self, OutputFormat};
 use crate::sql;
@@ -80,7 +80,7 @@ pub(super) async fn stream_query(
 #[tracing::instrument(skip_all, fields(len = body.sql.len()))]
 async fn run_sql(
     State(state): State<AppState>,
-    Query(query): Query<FormatQuery>,
+    ApiQuery(query): ApiQuery<FormatQuery>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {

@@ -148,6 +148,16 @@ pub enum DatasetCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Publish a dataset to the federation (its DCAT-AP.de metadata must be complete).
+    Publish {
+        /// Id or name.
+        id: String,
+    },
+    /// Withdraw a published dataset from the federation.
+    Withdraw {
+        /// Id or name.
+        id: String,
+    },
     /// Delete a dataset and its data.
     Delete {
         /// Id or name.
@@ -312,6 +322,21 @@ pub(super) async fn run(client: Client, cmd: &DatasetCommand) -> anyhow::Result<
             if output.is_some() {
                 eprintln!("wrote {bytes} bytes");
             }
+        }
+        DatasetCommand::Publish { id } | DatasetCommand::Withdraw { id } => {
+            let action = if matches!(cmd, DatasetCommand::Publish { .. }) {
+                "publish"
+            } else {
+                "withdraw"
+            };
+            let v = client
+                .post(&path(id, &format!("/{action}")), &json!({}))
+                .await?;
+            println!(
+                "{action}: entry seq {} ({})",
+                v["seq"],
+                v["op"].as_str().unwrap_or("")
+            );
         }
         DatasetCommand::Delete { id } => {
             client.delete(&path(id, "")).await?;

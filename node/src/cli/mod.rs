@@ -2,6 +2,7 @@
 //! the other commands are clients of a running node's API.
 
 mod dataset;
+mod federation;
 mod init;
 mod run;
 mod sample;
@@ -48,6 +49,12 @@ pub enum Command {
     Dataset(dataset::DatasetCommand),
     /// Run SQL over the node's datasets.
     Sql(sql::SqlArgs),
+    /// Form and change a federation, and see its status.
+    #[command(subcommand)]
+    Federation(federation::FederationCommand),
+    /// Search the federation's replicated catalog.
+    #[command(subcommand)]
+    Catalog(federation::CatalogCommand),
     /// Write sample data: district master data or generated hourly series.
     #[command(subcommand)]
     Sample(sample::SampleCommand),
@@ -75,6 +82,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(cmd) => sample::run(cmd),
         Command::Dataset(cmd) => block_on(dataset::run(cli.client(), cmd)),
         Command::Sql(args) => block_on(sql::run(cli.client(), args)),
+        Command::Federation(cmd) => block_on(federation::run(cli.client(), cmd)),
+        Command::Catalog(cmd) => block_on(federation::search(cli.client(), cmd)),
     }
 }
 

@@ -1,0 +1,228 @@
+//! Federation routes: status, this node's member card, founding and changing the roster,
+//! leaving, publishing datasets to the federation, and searching the replicated catalog.
+//!
+//! Rosters travel as the hex of their signed wire form (`"roster": "a2677061…"`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiJson, ApiQuery};
+use super::{ApiError, AppState};
+use crate::federation::{FederationError, MemberCard, SearchQuery};
+use allmende_protocol::roster::SignedRoster;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/federation", get(status).post(create))
+        .route("/api/v1/federation/card", get(card))
+        .route("/api/v1/federation/sign", post(sign))
+        .route("/api/v1/federation/apply", post(apply))
+        .route("/api/v1/federation/proposals", post(propose))
+        .route("/api/v1/federation/leave", post(leave))
+        .route("/api/v1/datasets/{id}/publish", post(publish))
+        .route("/api/v1/datasets/{id}/withdraw", post(withdraw))
+        .route("/api/v1/catalog", get(search))
+}
+
+impl From<FederationError> for ApiError {
+    fn from(e: FederationError) -> Self {
+        match e {
+            FederationError::Roster(_) | FederationError::Invalid(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "federation",
+                e.to_string(),
+            ),
+            FederationError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
+            }
+            FederationError::Store(_) | FederationError::Search(_) | FederationError::Stopped => {
+                Self::internal(e)
+            }
+        }
+    }
+}
+
+fn view(roster: &SignedRoster) -> Value {
+    let r = roster.roster();
+    json!({
+        "hash": hex::encode(roster.hash()),
+        "federation": r.federation,
+        "version": r.version,
+        "members": r.members.iter().map(MemberCard::from).collect::<Vec<_>>(),
+        "required": r.required(),
+        "signers": roster.signers().map(|s| s.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+        "roster": hex::encode(roster.to_bytes().unwrap_or_default()),
+    })
+}
+
+fn roster_bytes(hex_text: &str) -> Result<Vec<u8>, ApiError> {
+    hex::decode(hex_text.trim())
+        .map_err(|e| ApiError::bad_request("invalid-roster", format!("`roster` must be hex: {e}")))
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(state.federation.status()?))
+}
+
+async fn card(State(state): State<AppState>) -> Json<MemberCard> {
+    Json(state.federation.card())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    federation: String,
+    #[serde(default)]
+    members: Vec<MemberCard>,
+    threshold: Option<u32>,
+    valid_until: Option<u64>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let proposal =
+        state
+            .federation
+            .create(req.federation, req.members, req.threshold, req.valid_until)?;
+    Ok((StatusCode::CREATED, Json(view(&proposal))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RosterRequest {
+    roster: String,
+}
+
+async fn sign(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RosterRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let signed = state.federation.sign(&roster_bytes(&req.roster)?).await?;
+    let mut v = view(&signed);
+    v["installed_version"] = json!(state.federation.roster_version());
+    Ok(Json(v))
+}
+
+async fn apply(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RosterRequest>,
+) -> Result<Json<Value>, ApiError> {
+    state.federation.apply(&roster_bytes(&req.roster)?).await?;
+    Ok(Json(state.federation.status()?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposalRequest {
+    #[serde(default)]
+    add: Vec<MemberCard>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+async fn propose(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ProposalRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if req.add.is_empty() && req.remove.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid-proposal",
+            "a proposal adds or removes at least one member",
+        ));
+    }
+    let proposal = state.federation.propose_change(req.add, req.remove).await?;
+    let mut v = view(&proposal);
+    v["installed_version"] = json!(state.federation.roster_version());
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn leave(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let proposal = state.federation.leave().await?;
+    Ok(Json(view(&proposal)))
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let datasets = state.datasets.clone();
+    let dataset = tokio::task::spawn_blocking(move || datasets.get(&id))
+        .await
+        .map_err(ApiError::internal)??;
+    let missing = dataset.record.missing_mandatory();
+    if !missing.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "incomplete-metadata",
+            format!(
+                "before publishing, set the mandatory DCAT-AP.de fields: {}",
+                missing.join(", ")
+            ),
+        ));
+    }
+    let entry = state.federation.publish(&dataset, false).await?;
+    Ok(Json(entry_view(&entry)))
+}
+
+async fn withdraw(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let datasets = state.datasets.clone();
+    let dataset = tokio::task::spawn_blocking(move || datasets.get(&id))
+        .await
+        .map_err(ApiError::internal)??;
+    let entry = state.federation.publish(&dataset, true).await?;
+    Ok(Json(entry_view(&entry)))
+}
+
+/// Re-publishes a dataset after a change if it is published and still complete; a deleted
+/// dataset (`withdraw`) is withdrawn.
+pub(super) async fn republish(
+    state: &AppState,
+    dataset: &crate::store::StoredDataset,
+    withdraw: bool,
+) {
+    match state.federation.is_published(&dataset.record.id) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot tell whether the dataset is published");
+            return;
+        }
+    }
+    if !withdraw && !dataset.record.missing_mandatory().is_empty() {
+        tracing::warn!(id = %dataset.record.id, "changed dataset lacks mandatory fields; not re-published");
+        return;
+    }
+    if let Err(e) = state.federation.publish(dataset, withdraw).await {
+        tracing::error!(id = %dataset.record.id, error = %e, "re-publishing failed");
+    }
+}
+
+/// A published entry as the API shows it.
+pub(super) fn entry_view(entry: &allmende_protocol::SignedCatalogEntry) -> Value {
+    let e = entry.payload();
+    json!({
+        "publisher": e.publisher.to_string(),
+        "seq": e.seq,
+        "op": e.op,
+        "dataset": e.dataset.id,
+        "hash": hex::encode(entry.hash()),
+        "issued": e.issued,
+    })
+}
+
+async fn search(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<SearchQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let result = state.federation.search(&query)?;
+    Ok(Json(json!(result)))
+}

@@ -1,0 +1,527 @@
+//! The replicated catalog: every member's append-only log of signed entries, as this node holds
+//! it, with the checks that keep malicious or broken peers from corrupting it.
+//!
+//! Keys in the store (hex = lower-case hex of the publisher's PeerId bytes):
+//! `fed/entry/<hex>/<seq:020>` → [`StoredEntry`]; `fed/head/<hex>` → [`HeadRecord`];
+//! `fed/evidence/<hex>/<seq:020>/<hash>` → a conflicting entry's bytes;
+//! `fed/flag/<hex>` → why the publisher is flagged.
+
+use std::sync::{Arc, Mutex};
+
+use allmende_protocol::catalog::{CatalogEntry, ChainError, EntryOp, SignedCatalogEntry};
+use allmende_protocol::roster::Roster;
+use allmende_protocol::sync::{Digest, Head};
+use allmende_protocol::{MAX_ENVELOPE_BYTES, OpenError, PeerId, Signed, SigningKey};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::store::{Store, StoreError};
+
+/// An entry as stored: its exact signed bytes and when this node received it (Unix seconds).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredEntry {
+    /// The signed envelope.
+    pub bytes: ByteBuf,
+    /// When this node received it.
+    pub received: u64,
+}
+
+/// A publisher's head as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct HeadRecord {
+    seq: u64,
+    #[serde(with = "allmende_protocol::codec::bytes32")]
+    hash: [u8; 32],
+}
+
+/// What happened to an entry offered to the log.
+#[derive(Debug)]
+pub enum Outcome {
+    /// New and valid: stored.
+    Applied(Box<SignedCatalogEntry>),
+    /// Already held (a replay or a second copy).
+    Duplicate,
+    /// Valid so far, but entries before it are missing: sync with the sender.
+    Gap {
+        /// The publisher.
+        publisher: PeerId,
+        /// The highest seq held.
+        have: u64,
+    },
+}
+
+/// Why an entry was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// It does not decode or its signature does not verify.
+    #[error("invalid envelope: {0}")]
+    Envelope(#[from] OpenError),
+    /// Its publisher is not a member of the federation.
+    #[error("publisher `{0}` is not a member")]
+    NotMember(PeerId),
+    /// It breaks the publisher's chain (wrong signer, wrong `prev`, …).
+    #[error("chain check failed: {0}")]
+    Chain(Box<ChainError>),
+    /// A different entry with the same seq is held: kept as evidence, publisher flagged.
+    #[error("publisher `{publisher}` signed two different entries with seq {seq}")]
+    Equivocation {
+        /// The publisher.
+        publisher: PeerId,
+        /// The seq.
+        seq: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn hex_of(peer: &PeerId) -> String {
+    hex::encode(peer.to_bytes())
+}
+
+fn entry_key(peer: &PeerId, seq: u64) -> Vec<u8> {
+    format!("fed/entry/{}/{seq:020}", hex_of(peer)).into_bytes()
+}
+
+fn head_key(peer: &PeerId) -> Vec<u8> {
+    format!("fed/head/{}", hex_of(peer)).into_bytes()
+}
+
+fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Encoding plain structs of integers and byte strings into a Vec cannot fail.
+    let _ = ciborium::into_writer(value, &mut out);
+    out
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    ciborium::from_reader(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The replicated catalog log.
+#[derive(Debug, Clone)]
+pub struct CatalogLog {
+    store: Arc<Store>,
+    /// Serialises appends, so that gossip and sync never interleave on one chain.
+    lock: Arc<Mutex<()>>,
+}
+
+impl CatalogLog {
+    /// The log kept in `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    fn head(&self, publisher: &PeerId) -> Result<Option<HeadRecord>, StoreError> {
+        let key = head_key(publisher);
+        self.store
+            .get_raw(&key)?
+            .map(|b| decode(&key, &b))
+            .transpose()
+    }
+
+    /// The stored entry `seq` of `publisher`.
+    pub fn entry(&self, publisher: &PeerId, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
+        let key = entry_key(publisher, seq);
+        self.store
+            .get_raw(&key)?
+            .map(|b| decode(&key, &b))
+            .transpose()
+    }
+
+    /// Up to `limit` entries of `publisher` from `from` on.
+    pub fn range(
+        &self,
+        publisher: &PeerId,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let prefix = format!("fed/entry/{}/", hex_of(publisher)).into_bytes();
+        self.store
+            .scan(&prefix, &entry_key(publisher, from), limit as usize)?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
+    /// Every publisher's head: the version vector.
+    pub fn digest(&self, roster_version: u64) -> Result<Digest, StoreError> {
+        let mut heads = Vec::new();
+        for (key, value) in self.store.scan(b"fed/head/", b"fed/head/", usize::MAX)? {
+            let record: HeadRecord = decode(&key, &value)?;
+            let hex = String::from_utf8_lossy(&key["fed/head/".len()..]).into_owned();
+            let publisher = hex::decode(&hex)
+                .ok()
+                .and_then(|b| PeerId::from_bytes(&b).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    message: "not a PeerId".into(),
+                })?;
+            heads.push(Head {
+                publisher,
+                seq: record.seq,
+                hash: record.hash,
+            });
+        }
+        heads.sort_by_key(|h| h.publisher.to_bytes());
+        Ok(Digest {
+            roster_version,
+            heads,
+        })
+    }
+
+    /// Why `publisher` is flagged, if it is.
+    pub fn flagged(&self, publisher: &PeerId) -> Result<Option<String>, StoreError> {
+        let key = format!("fed/flag/{}", hex_of(publisher)).into_bytes();
+        Ok(self
+            .store
+            .get_raw(&key)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Number of conflicting entries kept as evidence.
+    pub fn evidence_count(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .store
+            .scan(b"fed/evidence/", b"fed/evidence/", usize::MAX)?
+            .len())
+    }
+
+    /// Offers an entry received from a peer. `roster` is the current membership, `now` the time
+    /// in Unix seconds.
+    pub fn offer(
+        &self,
+        bytes: &[u8],
+        roster: Option<&Roster>,
+        now: u64,
+    ) -> Result<Outcome, Rejection> {
+        let signed = SignedCatalogEntry::from_bytes(bytes, MAX_ENVELOPE_BYTES)?;
+        let publisher = signed.payload().publisher;
+        if !roster.is_some_and(|r| r.contains(&publisher)) {
+            return Err(Rejection::NotMember(publisher));
+        }
+        signed
+            .verify_publisher()
+            .map_err(|e| Rejection::Chain(Box::new(e)))?;
+        self.append(signed, now)
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn append(&self, signed: SignedCatalogEntry, now: u64) -> Result<Outcome, Rejection> {
+        let _guard = self.guard();
+        self.append_locked(signed, now)
+    }
+
+    /// Checks continuity against what is held and stores the entry; the caller holds the lock.
+    fn append_locked(&self, signed: SignedCatalogEntry, now: u64) -> Result<Outcome, Rejection> {
+        let entry = signed.payload();
+        let publisher = entry.publisher;
+        let seq = entry.seq;
+        let have = self.head(&publisher)?.map_or(0, |h| h.seq);
+        if seq <= have {
+            let held = self.entry(&publisher, seq)?;
+            if held.is_some_and(|h| h.bytes.as_slice() == signed.as_bytes()) {
+                return Ok(Outcome::Duplicate);
+            }
+            let hash = hex::encode(signed.hash());
+            let evidence =
+                format!("fed/evidence/{}/{seq:020}/{hash}", hex_of(&publisher)).into_bytes();
+            let flag = format!("fed/flag/{}", hex_of(&publisher)).into_bytes();
+            let reason = format!("signed two different entries with seq {seq}");
+            self.store.write_raw(&[
+                (evidence, Some(signed.to_bytes())),
+                (flag, Some(reason.into_bytes())),
+            ])?;
+            return Err(Rejection::Equivocation { publisher, seq });
+        }
+        if seq > have + 1 {
+            return Ok(Outcome::Gap { publisher, have });
+        }
+        let prev = match have {
+            0 => None,
+            n => {
+                let held = self
+                    .entry(&publisher, n)?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&entry_key(&publisher, n)).into_owned(),
+                        message: "head names an entry that is missing".into(),
+                    })?;
+                Some(
+                    Signed::<CatalogEntry>::from_bytes(&held.bytes, MAX_ENVELOPE_BYTES).map_err(
+                        |e| StoreError::Corrupt {
+                            key: String::from_utf8_lossy(&entry_key(&publisher, n)).into_owned(),
+                            message: e.to_string(),
+                        },
+                    )?,
+                )
+            }
+        };
+        signed.check_chain(prev.as_ref()).map_err(|e| Rejection::Chain(Box::new(e)))?;
+        let stored = StoredEntry {
+            bytes: ByteBuf::from(signed.to_bytes()),
+            received: now,
+        };
+        let head = HeadRecord {
+            seq,
+            hash: signed.hash(),
+        };
+        self.store.write_raw(&[
+            (entry_key(&publisher, seq), Some(cbor(&stored))),
+            (head_key(&publisher), Some(cbor(&head))),
+        ])?;
+        Ok(Outcome::Applied(Box::new(signed)))
+    }
+
+    /// Signs and appends this node's next entry for `dataset`.
+    pub fn publish(
+        &self,
+        key: &SigningKey,
+        op: EntryOp,
+        dataset: allmende_protocol::dcat::DatasetRecord,
+        now: u64,
+    ) -> Result<SignedCatalogEntry, PublishError> {
+        let publisher = allmende_protocol::peer_id_of(&key.verifying_key());
+        let _guard = self.guard();
+        let head = self.head(&publisher)?;
+        let entry = CatalogEntry {
+            publisher,
+            seq: head.as_ref().map_or(1, |h| h.seq + 1),
+            prev: head.map(|h| h.hash),
+            op,
+            dataset,
+            policy: None,
+            issued: chrono::DateTime::from_timestamp(now as i64, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let signed = Signed::sign(&entry, key).map_err(|e| PublishError::Sign(e.to_string()))?;
+        match self.append_locked(signed, now) {
+            Ok(Outcome::Applied(s)) => Ok(*s),
+            Ok(other) => Err(PublishError::Sign(format!(
+                "own entry not applied: {other:?}"
+            ))),
+            Err(Rejection::Store(e)) => Err(PublishError::Store(e)),
+            Err(e) => Err(PublishError::Sign(e.to_string())),
+        }
+    }
+
+    /// The latest entry per (publisher, dataset id), for building the search index.
+    pub fn latest_entries(&self) -> Result<Vec<(SignedCatalogEntry, u64)>, StoreError> {
+        let mut latest: std::collections::HashMap<(PeerId, String), (SignedCatalogEntry, u64)> =
+            std::collections::HashMap::new();
+        for (key, value) in self.store.scan(b"fed/entry/", b"fed/entry/", usize::MAX)? {
+            let stored: StoredEntry = decode(&key, &value)?;
+            let signed = SignedCatalogEntry::from_bytes(&stored.bytes, MAX_ENVELOPE_BYTES)
+                .map_err(|e| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    message: e.to_string(),
+                })?;
+            let k = (
+                signed.payload().publisher,
+                signed.payload().dataset.id.clone(),
+            );
+            latest.insert(k, (signed, stored.received));
+        }
+        Ok(latest.into_values().collect())
+    }
+}
+
+/// Errors publishing this node's own entry.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Signing or appending failed.
+    #[error("cannot publish: {0}")]
+    Sign(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allmende_protocol::dcat::DatasetRecord;
+    use allmende_protocol::roster::Member;
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn peer(k: &SigningKey) -> PeerId {
+        allmende_protocol::peer_id_of(&k.verifying_key())
+    }
+
+    fn roster(keys: &[&SigningKey]) -> Roster {
+        let mut members: Vec<Member> = keys
+            .iter()
+            .map(|k| Member {
+                peer_id: peer(k),
+                organisation: "Stadt".into(),
+                district_key: "05515".into(),
+                roles: vec![],
+                addresses: vec![],
+            })
+            .collect();
+        members.sort_by_key(|m| m.peer_id.to_bytes());
+        Roster {
+            federation: "f".into(),
+            version: 1,
+            prev: None,
+            members,
+            threshold: None,
+            valid_from: 0,
+            valid_until: None,
+        }
+    }
+
+    fn record(id: &str) -> DatasetRecord {
+        DatasetRecord {
+            id: id.into(),
+            slug: id.into(),
+            version: 1,
+            title: format!("Dataset {id}"),
+            ..DatasetRecord::default()
+        }
+    }
+
+    fn entry(k: &SigningKey, seq: u64, prev: Option<[u8; 32]>, id: &str) -> SignedCatalogEntry {
+        let e = CatalogEntry {
+            publisher: peer(k),
+            seq,
+            prev,
+            op: EntryOp::Create,
+            dataset: record(id),
+            policy: None,
+            issued: "2026-01-01T00:00:00Z".into(),
+        };
+        Signed::sign(&e, k).unwrap()
+    }
+
+    fn log() -> (tempfile::TempDir, CatalogLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), true).unwrap());
+        (dir, CatalogLog::new(store))
+    }
+
+    #[test]
+    fn applies_in_order_and_ignores_replays() {
+        let (_d, log) = log();
+        let a = key(1);
+        let r = roster(&[&a]);
+        let e1 = entry(&a, 1, None, "x");
+        let e2 = entry(&a, 2, Some(e1.hash()), "y");
+        assert!(matches!(
+            log.offer(&e2.to_bytes(), Some(&r), 1).unwrap(),
+            Outcome::Gap { have: 0, .. }
+        ));
+        assert!(matches!(
+            log.offer(&e1.to_bytes(), Some(&r), 1).unwrap(),
+            Outcome::Applied(_)
+        ));
+        assert!(matches!(
+            log.offer(&e1.to_bytes(), Some(&r), 1).unwrap(),
+            Outcome::Duplicate
+        ));
+        assert!(matches!(
+            log.offer(&e2.to_bytes(), Some(&r), 1).unwrap(),
+            Outcome::Applied(_)
+        ));
+        let digest = log.digest(1).unwrap();
+        assert_eq!(digest.heads.len(), 1);
+        assert_eq!(digest.heads[0].seq, 2);
+        assert_eq!(log.range(&peer(&a), 1, 10).unwrap().len(), 2);
+        assert_eq!(log.range(&peer(&a), 2, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rejects_non_members_forgeries_and_broken_chains() {
+        let (_d, log) = log();
+        let (a, outsider) = (key(1), key(9));
+        let r = roster(&[&a]);
+        let foreign = entry(&outsider, 1, None, "x");
+        assert!(matches!(
+            log.offer(&foreign.to_bytes(), Some(&r), 1),
+            Err(Rejection::NotMember(_))
+        ));
+        assert!(matches!(
+            log.offer(&foreign.to_bytes(), None, 1),
+            Err(Rejection::NotMember(_))
+        ));
+        let mut forged = entry(&a, 1, None, "x").to_bytes();
+        let n = forged.len();
+        forged[n - 3] ^= 0x40;
+        assert!(matches!(
+            log.offer(&forged, Some(&r), 1),
+            Err(Rejection::Envelope(_))
+        ));
+        assert!(matches!(
+            log.offer(&vec![0u8; MAX_ENVELOPE_BYTES + 1], Some(&r), 1),
+            Err(Rejection::Envelope(_))
+        ));
+        // An entry by the outsider claiming to be a's.
+        let mut claimed = CatalogEntry {
+            publisher: peer(&a),
+            seq: 1,
+            prev: None,
+            op: EntryOp::Create,
+            dataset: record("x"),
+            policy: None,
+            issued: "2026-01-01T00:00:00Z".into(),
+        };
+        let impostor = Signed::sign(&claimed, &outsider).unwrap();
+        assert!(matches!(
+            log.offer(&impostor.to_bytes(), Some(&r), 1),
+            Err(Rejection::Chain(_))
+        ));
+        let e1 = entry(&a, 1, None, "x");
+        log.offer(&e1.to_bytes(), Some(&r), 1).unwrap();
+        claimed.seq = 2;
+        claimed.prev = Some([0; 32]);
+        let wrong_prev = Signed::sign(&claimed, &a).unwrap();
+        assert!(matches!(
+            log.offer(&wrong_prev.to_bytes(), Some(&r), 1),
+            Err(Rejection::Chain(_))
+        ));
+        assert_eq!(log.digest(1).unwrap().heads[0].seq, 1);
+    }
+
+    #[test]
+    fn keeps_the_first_of_two_entries_with_one_seq_and_flags_the_publisher() {
+        let (_d, log) = log();
+        let a = key(1);
+        let r = roster(&[&a]);
+        let first = entry(&a, 1, None, "x");
+        let second = entry(&a, 1, None, "other");
+        log.offer(&first.to_bytes(), Some(&r), 1).unwrap();
+        assert!(matches!(
+            log.offer(&second.to_bytes(), Some(&r), 1),
+            Err(Rejection::Equivocation { seq: 1, .. })
+        ));
+        assert_eq!(
+            log.entry(&peer(&a), 1).unwrap().unwrap().bytes.as_slice(),
+            first.as_bytes()
+        );
+        assert!(log.flagged(&peer(&a)).unwrap().is_some());
+        assert_eq!(log.evidence_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn publishes_own_entries_as_a_chain() {
+        let (_d, log) = log();
+        let a = key(3);
+        let e1 = log.publish(&a, EntryOp::Create, record("x"), 5).unwrap();
+        let e2 = log.publish(&a, EntryOp::Update, record("x"), 6).unwrap();
+        assert_eq!(e2.payload().seq, 2);
+        assert_eq!(e2.payload().prev, Some(e1.hash()));
+        assert_eq!(log.latest_entries().unwrap().len(), 1);
+    }
+}
