@@ -54,6 +54,22 @@ impl Client {
         }
     }
 
+    /// The same client sending `Authorization: Bearer <token>` with every request, if a token
+    /// is given (the header is marked sensitive, so it is not printed).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        let Some(token) = token else { return self };
+        let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        else {
+            return self;
+        };
+        value.set_sensitive(true);
+        let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+        if let Ok(http) = reqwest::Client::builder().default_headers(headers).build() {
+            self.http = http;
+        }
+        self
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -151,6 +167,21 @@ impl Client {
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let r = self
             .check(self.http.post(self.url(path)).json(body).send().await)
+            .await?;
+        self.json(r).await
+    }
+
+    /// `PUT path` with a JSON text body.
+    pub async fn put_text(&self, path: &str, body: String) -> Result<Value, ClientError> {
+        let r = self
+            .check(
+                self.http
+                    .put(self.url(path))
+                    .header("content-type", "application/ld+json")
+                    .body(body)
+                    .send()
+                    .await,
+            )
             .await?;
         self.json(r).await
     }

@@ -67,6 +67,75 @@ pub struct Config {
     /// Peer-to-peer federation settings.
     #[serde(default)]
     pub p2p: P2pConfig,
+    /// Sign-in and access control.
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// Sign-in and access control (`[auth]`; see `crate::auth`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The OpenID provider's issuer URL (discovery at `<issuer>/.well-known/openid-configuration`);
+    /// none: only the local admin token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The `aud` value the node's access tokens must carry (required with `issuer`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The node's OAuth client id, for browser sign-in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// A file holding the client secret (else `ALLMENDE_OIDC_CLIENT_SECRET`); never the secret
+    /// itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Where the provider sends browsers back; default `<public_url>/auth/callback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    /// Scopes asked for at browser sign-in.
+    pub scopes: Vec<String>,
+    /// Dot-separated path of the claim holding the roles, e.g. `realm_access.roles`.
+    pub roles_claim: String,
+    /// Claim values mapped to roles (`"city-admins" = "admin"`); empty: the role names
+    /// themselves.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub role_mapping: std::collections::BTreeMap<String, String>,
+    /// Dot-separated path of the claim naming the user's organisation; default: the node's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organisation_claim: Option<String>,
+    /// Allowed clock skew for `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Production profile: refuse to start without an OpenID provider, and ignore the local
+    /// admin token, unless `allow_local_token_in_production` is set.
+    pub production: bool,
+    /// Explicitly allow the local admin token in production.
+    pub allow_local_token_in_production: bool,
+    /// Origins allowed by CORS (`*` for any); empty: no cross-origin access.
+    pub cors_allowed_origins: Vec<String>,
+    /// Failed authentications per client address and minute before it gets 429.
+    pub max_failures_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            client_id: None,
+            client_secret_file: None,
+            redirect_url: None,
+            scopes: vec!["openid".into(), "profile".into()],
+            roles_claim: "realm_access.roles".into(),
+            role_mapping: std::collections::BTreeMap::new(),
+            organisation_claim: None,
+            leeway_secs: 60,
+            production: false,
+            allow_local_token_in_production: false,
+            cors_allowed_origins: Vec::new(),
+            max_failures_per_minute: 10,
+        }
+    }
 }
 
 /// Peer-to-peer federation settings.
@@ -237,6 +306,30 @@ pub struct Overrides {
     /// Anti-entropy interval in milliseconds.
     #[arg(long, env = "ALLMENDE_SYNC_INTERVAL_MS")]
     pub sync_interval_ms: Option<u64>,
+    /// OpenID provider issuer URL.
+    #[arg(long, env = "ALLMENDE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Audience (`aud`) the node's access tokens carry.
+    #[arg(long, env = "ALLMENDE_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// OAuth client id for browser sign-in.
+    #[arg(long, env = "ALLMENDE_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// File holding the OAuth client secret (the secret itself only via the environment).
+    #[arg(long, env = "ALLMENDE_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// Claim path of the roles, e.g. `realm_access.roles`.
+    #[arg(long, env = "ALLMENDE_ROLES_CLAIM")]
+    pub roles_claim: Option<String>,
+    /// Production profile: refuse to start without an OpenID provider.
+    #[arg(long, env = "ALLMENDE_PRODUCTION")]
+    pub production: Option<bool>,
+    /// Allow the local admin token in production.
+    #[arg(long, env = "ALLMENDE_ALLOW_LOCAL_TOKEN_IN_PRODUCTION")]
+    pub allow_local_token_in_production: Option<bool>,
+    /// Origins allowed by CORS, comma-separated (`*` for any).
+    #[arg(long, env = "ALLMENDE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
 }
 
 impl Config {
@@ -250,6 +343,7 @@ impl Config {
             limits: Limits::default(),
             publisher: PublisherConfig::default(),
             p2p: P2pConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 
@@ -311,6 +405,17 @@ impl Config {
         set(&mut self.p2p.external, &o.p2p_external);
         set(&mut self.p2p.mdns, &o.mdns);
         set(&mut self.p2p.sync_interval_ms, &o.sync_interval_ms);
+        set_opt(&mut self.auth.issuer, &o.oidc_issuer);
+        set_opt(&mut self.auth.audience, &o.oidc_audience);
+        set_opt(&mut self.auth.client_id, &o.oidc_client_id);
+        set_opt(&mut self.auth.client_secret_file, &o.oidc_client_secret_file);
+        set(&mut self.auth.roles_claim, &o.roles_claim);
+        set(&mut self.auth.production, &o.production);
+        set(
+            &mut self.auth.allow_local_token_in_production,
+            &o.allow_local_token_in_production,
+        );
+        set(&mut self.auth.cors_allowed_origins, &o.cors_origins);
         self.validate()
     }
 
@@ -335,6 +440,11 @@ impl Config {
         if self.p2p.sync_interval_ms < 100 || self.p2p.gossip_rate == 0 {
             return Err(ConfigError::Invalid(
                 "p2p.sync_interval_ms must be at least 100 and p2p.gossip_rate at least 1".into(),
+            ));
+        }
+        if self.auth.issuer.is_some() && self.auth.audience.is_none() {
+            return Err(ConfigError::Invalid(
+                "auth.audience is required with auth.issuer".into(),
             ));
         }
         if self.limits.sql_timeout_secs == 0 || self.limits.max_upload_bytes == 0 {

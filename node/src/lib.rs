@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -16,6 +17,8 @@ pub mod federation;
 pub mod identity;
 pub mod import;
 pub mod output;
+pub mod policies;
+pub mod query;
 pub mod sample;
 pub mod server;
 pub mod sql;

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::api::{self, AppState};
+use crate::auth::{Auth, AuthError};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::datasets::{DatasetError, Datasets};
 use crate::federation::{Federation, FederationError, NetworkError};
 use crate::identity::{Identity, IdentityError};
+use crate::policies::{Policies, PolicyError};
 use crate::store::{Store, StoreError};
 
 /// Errors starting or running a node.
@@ -33,6 +35,12 @@ pub enum NodeError {
     /// The peer-to-peer network could not start.
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// The policy store could not be opened.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// Authentication could not be set up (e.g. production without an OpenID provider).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// Recovery after a crash failed.
     #[error("recovering the data dir failed: {0}")]
     Recover(#[from] DatasetError),
@@ -57,6 +65,7 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
     let started = Instant::now();
     let config = Arc::new(config);
     let identity = Arc::new(Identity::load(data_dir)?);
+    let auth = Arc::new(Auth::open(&config, data_dir, &identity)?);
     let store = Arc::new(Store::open(data_dir, false)?);
     let datasets = Datasets::new(data_dir.to_path_buf(), store.clone(), config.clone());
     for path in datasets.recover()? {
@@ -67,14 +76,27 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
         config.name.clone(),
         config.district_key.clone(),
         config.p2p.external.clone(),
-        store,
+        store.clone(),
     )?;
+    let policies = Arc::new(Policies::open(store, identity.signing_key().clone())?);
+    let datasets = Arc::new(datasets);
+    let provider = Arc::new(crate::query::provider::ProviderContext {
+        datasets: datasets.clone(),
+        policies: policies.clone(),
+        key: identity.signing_key().clone(),
+        memory_limit: config.limits.sql_memory_bytes,
+        timeout: std::time::Duration::from_secs(config.limits.sql_timeout_secs),
+        running: tokio::sync::Semaphore::new(4),
+    });
     Ok(AppState {
         config,
         identity,
-        datasets: Arc::new(datasets),
+        datasets,
         federation: Arc::new(federation),
+        policies,
+        provider,
         started,
+        auth,
     })
 }
 
@@ -87,14 +109,23 @@ pub async fn serve(
 ) -> Result<(), NodeError> {
     let network = crate::federation::spawn(
         state.federation.clone(),
+        state.policies.clone(),
+        state.provider.clone(),
         state.identity.signing_key(),
         &state.config.p2p,
     )?;
     let datasets = state.datasets.clone();
-    axum::serve(listener, api::router(state))
+    let policies = state.policies.clone();
+    let auth = state.auth.clone();
+    tokio::spawn(async move { auth.warm_up().await });
+    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     network.abort();
+    if let Err(e) = policies.checkpoint() {
+        tracing::error!(error = %e, "final audit checkpoint failed");
+    }
     datasets.store().flush()?;
     Ok(())
 }

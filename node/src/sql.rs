@@ -1,6 +1,13 @@
 //! Local SQL over the node's own datasets with Apache DataFusion. Each dataset is a table named
 //! by its slug; queries are read-only and run under a memory limit.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemTable;
+use datafusion::common::TableReference;
 use datafusion::config::Dialect;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -45,11 +52,20 @@ impl From<DataFusionError> for SqlError {
     }
 }
 
-/// Runs `sql` over the node's datasets and returns the result as a stream of batches.
-pub async fn query(
-    datasets: &Datasets,
+/// A table a query may read.
+pub enum Source {
+    /// A Parquet file.
+    Parquet(PathBuf),
+    /// Batches in memory.
+    Batches(SchemaRef, Vec<RecordBatch>),
+}
+
+/// Runs the read-only query `sql`, resolving each table it names with `resolve`, under a
+/// memory limit; returns the result as a stream of batches.
+pub async fn query_with(
     sql: &str,
     memory_limit: u64,
+    resolve: &(dyn Fn(&TableReference) -> Result<Source, SqlError> + Sync),
 ) -> Result<SendableRecordBatchStream, SqlError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
@@ -73,23 +89,19 @@ pub async fn query(
         .with_allow_dml(false)
         .with_allow_statements(false);
     for table in state.resolve_table_references(&statement)? {
-        if table.schema().is_some() {
-            return Err(SqlError::Invalid(format!(
-                "table `{table}`: only this node's datasets can be queried here, by their names"
-            )));
+        match resolve(&table)? {
+            Source::Parquet(path) => {
+                let path = path
+                    .to_str()
+                    .ok_or_else(|| SqlError::Internal("data dir path is not UTF-8".into()))?;
+                ctx.register_parquet(table.clone(), path, ParquetReadOptions::default())
+                    .await?;
+            }
+            Source::Batches(schema, batches) => {
+                let mem = MemTable::try_new(schema, vec![batches])?;
+                ctx.register_table(table.clone(), Arc::new(mem))?;
+            }
         }
-        let name = table.table();
-        let dataset = match datasets.store().find(name) {
-            Ok(Some(d)) if d.record.slug == name => d,
-            Ok(_) => return Err(SqlError::Invalid(format!("table `{name}` not found"))),
-            Err(e) => return Err(SqlError::Internal(e.to_string())),
-        };
-        let path = datasets.file_path(&dataset);
-        let path = path
-            .to_str()
-            .ok_or_else(|| SqlError::Internal("data dir path is not UTF-8".into()))?;
-        ctx.register_parquet(name, path, ParquetReadOptions::default())
-            .await?;
     }
     let plan = state.statement_to_plan(statement).await?;
     options
@@ -99,13 +111,37 @@ pub async fn query(
     Ok(frame.execute_stream().await?)
 }
 
-/// Streams a whole dataset.
-pub async fn scan(
+/// Runs `sql` over the node's datasets (each a table named by its slug) and returns the result
+/// as a stream of batches.
+pub async fn query(
     datasets: &Datasets,
-    slug: &str,
+    sql: &str,
     memory_limit: u64,
 ) -> Result<SendableRecordBatchStream, SqlError> {
-    query(datasets, &format!("SELECT * FROM \"{slug}\""), memory_limit).await
+    query_with(sql, memory_limit, &|table| {
+        if table.schema().is_some() {
+            return Err(SqlError::Invalid(format!(
+                "table `{table}`: only this node's datasets can be queried here, by their names \
+                 (federated tables go to /api/v1/query)"
+            )));
+        }
+        let name = table.table();
+        match datasets.store().find(name) {
+            Ok(Some(d)) if d.record.slug == name => Ok(Source::Parquet(datasets.file_path(&d))),
+            Ok(_) => Err(SqlError::Invalid(format!("table `{name}` not found"))),
+            Err(e) => Err(SqlError::Internal(e.to_string())),
+        }
+    })
+    .await
+}
+
+/// Collects a stream into batches.
+pub async fn collect(
+    stream: SendableRecordBatchStream,
+) -> Result<(SchemaRef, Vec<RecordBatch>), SqlError> {
+    let schema = stream.schema();
+    let batches = datafusion::physical_plan::common::collect(stream).await?;
+    Ok((schema, batches))
 }
 
 /// Wraps a stream so that it ends with an error once `deadline` has passed.

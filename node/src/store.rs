@@ -120,6 +120,18 @@ impl Store {
         Ok(Self { db, path })
     }
 
+    /// Opens the store in `data_dir/db` read-only; works while a node holds it open.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_DIR);
+        let db = DB::open_for_read_only(&Options::default(), &path, false).map_err(|e| {
+            StoreError::Db {
+                path: path.clone(),
+                message: e.into_string(),
+            }
+        })?;
+        Ok(Self { db, path })
+    }
+
     fn err(&self, e: rocksdb::Error) -> StoreError {
         StoreError::Db {
             path: self.path.clone(),
@@ -229,12 +241,7 @@ impl Store {
 
     /// Keys and values whose key starts with `prefix`, from `start` (inclusive, itself starting
     /// with `prefix`) on, at most `limit`.
-    pub fn scan(
-        &self,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Pairs, StoreError> {
+    pub fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Pairs, StoreError> {
         let mut out = Vec::new();
         let mode = IteratorMode::From(start, rocksdb::Direction::Forward);
         for item in self.db.iterator(mode) {

@@ -19,6 +19,8 @@ const BOUNDARY: &str = "allmende-test-boundary";
 struct Node {
     dir: tempfile::TempDir,
     state: AppState,
+    /// The local admin token `init` would print; every request sends it.
+    token: String,
 }
 
 fn node_with(limit: u64) -> Node {
@@ -29,8 +31,12 @@ fn node_with(limit: u64) -> Node {
     config.save(dir.path()).unwrap();
     Identity::create(dir.path()).unwrap();
     Store::open(dir.path(), true).unwrap();
+    let token = allmende::auth::token::create(dir.path(), None)
+        .unwrap()
+        .reveal()
+        .to_owned();
     let state = allmende::server::open(dir.path(), config).unwrap();
-    Node { dir, state }
+    Node { dir, state, token }
 }
 
 fn node() -> Node {
@@ -75,7 +81,11 @@ impl Node {
         api::router(self.state.clone())
     }
 
-    async fn send(&self, req: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+    async fn send(&self, mut req: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
         let resp = self.router().oneshot(req).await.unwrap();
         let status = resp.status();
         let ct = resp

@@ -10,6 +10,8 @@
 //! - [`dcat`]: DCAT-AP.de dataset descriptions carried in catalog entries;
 //! - [`roster`]: [`roster::SignedRoster`], federation membership signed by its members;
 //! - [`sync`]: anti-entropy messages: digests (version vectors) and entry ranges;
+//! - [`negotiate`]: contract negotiation messages (offer, signed request, agreement);
+//! - [`query`]: federated query requests, signed answers and receipts;
 //! - [`codec`]: serde helpers for binary fields;
 //! - [`version`]: protocol ids and format versions.
 #![deny(missing_docs)]
@@ -19,6 +21,8 @@ pub mod cbor;
 pub mod codec;
 pub mod dcat;
 pub mod envelope;
+pub mod negotiate;
+pub mod query;
 pub mod roster;
 pub mod sync;
 pub mod version;

@@ -24,3 +24,14 @@ pub fn roster_topic(federation: &str) -> String {
 
 /// The Kademlia protocol id of Allmende federations (kept apart from the public IPFS DHT).
 pub const KADEMLIA: &str = "/allmende/kad/1";
+
+/// The libp2p protocol id of contract negotiation.
+pub const NEGOTIATE: &str = "/allmende/negotiate/1";
+
+/// The gossipsub topic of a federation's signed revocations.
+pub fn revocation_topic(federation: &str) -> String {
+    format!("allmende/{federation}/revocation/1")
+}
+
+/// The libp2p protocol id of federated queries.
+pub const QUERY: &str = "/allmende/query/1";

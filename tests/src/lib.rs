@@ -22,12 +22,17 @@ pub fn bin() -> PathBuf {
     path
 }
 
+/// The local admin token of every test node: `allmende` runs with it in `ALLMENDE_TOKEN`, so
+/// `init` stores its hash and client commands send it; [`http`] sends it too.
+pub const TEST_TOKEN: &str = "allmende_e2e-test-token-not-secret-0123456789";
+
 /// Runs the binary with `args` and returns its output.
 pub fn allmende(args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)
         .env_remove("ALLMENDE_API")
         .env_remove("ALLMENDE_DATA_DIR")
+        .env("ALLMENDE_TOKEN", TEST_TOKEN)
         .output()
         .expect("run allmende")
 }
@@ -44,8 +49,17 @@ pub struct TestNode {
 impl TestNode {
     /// `allmende init` in a fresh directory, listening on an ephemeral loopback port.
     pub fn init(name: &str, district_key: &str) -> Self {
+        Self::init_at(name, district_key, "127.0.0.1", &[])
+    }
+
+    /// `allmende init` in a fresh directory with the HTTP API and libp2p (QUIC and TCP) bound
+    /// to ephemeral ports on the loopback address `ip` (e.g. `127.0.0.3`), plus `extra` flags.
+    pub fn init_at(name: &str, district_key: &str, ip: &str, extra: &[&str]) -> Self {
+        assert!(ip.starts_with("127."), "tests stay on loopback, not {ip}");
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = allmende(&[
+        let listen = format!("{ip}:0");
+        let p2p = format!("/ip4/{ip}/udp/0/quic-v1,/ip4/{ip}/tcp/0");
+        let mut args = vec![
             "init",
             "--data-dir",
             dir.path().to_str().expect("utf-8 path"),
@@ -54,10 +68,12 @@ impl TestNode {
             "--district-key",
             district_key,
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--p2p-listen",
-            "/ip4/127.0.0.1/udp/0/quic-v1,/ip4/127.0.0.1/tcp/0",
-        ]);
+            &p2p,
+        ];
+        args.extend_from_slice(extra);
+        let out = allmende(&args);
         assert!(
             out.status.success(),
             "init failed: {}",
@@ -146,9 +162,76 @@ impl TestNode {
 
     /// `GET path` as JSON.
     pub fn get(&self, path: &str) -> serde_json::Value {
-        reqwest::blocking::get(format!("{}{path}", self.url))
+        http()
+            .get(format!("{}{path}", self.url))
+            .send()
             .and_then(|r| r.json())
             .expect("GET")
+    }
+
+    /// `GET path` with query parameters (encoded here) as JSON; panics unless 2xx.
+    pub fn get_query(&self, path: &str, query: &[(&str, &str)]) -> serde_json::Value {
+        let response = http()
+            .get(format!("{}{path}", self.url))
+            .query(query)
+            .send()
+            .expect("GET");
+        let status = response.status();
+        let body: serde_json::Value = response.json().expect("JSON body");
+        assert!(status.is_success(), "GET {path}: {status} {body}");
+        body
+    }
+
+    /// `POST path` with a JSON body; returns the status and the JSON body (`null` if none).
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = http()
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .expect("POST");
+        let status = response.status().as_u16();
+        let text = response.text().expect("body");
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// Whether the process is running (started and not stopped).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A blocking HTTP client with a timeout, for the helpers above.
+pub fn http() -> reqwest::blocking::Client {
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {TEST_TOKEN}"))
+        .expect("header value");
+    auth.set_sensitive(true);
+    reqwest::blocking::Client::builder()
+        .default_headers([(reqwest::header::AUTHORIZATION, auth)].into_iter().collect())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client")
+}
+
+/// Calls `check` every 50 ms until it returns `Some`, and returns that; panics naming `what`
+/// (and the last value `describe` gives) when `timeout` passes first.
+pub fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    describe: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what}: not reached within {timeout:?}; last state: {}",
+                describe()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -166,7 +166,10 @@ async fn publish(
             ),
         ));
     }
-    let entry = state.federation.publish(&dataset, false).await?;
+    let entry = state
+        .federation
+        .publish(&dataset, policy_ref(&state, &dataset.record.id)?, false)
+        .await?;
     Ok(Json(entry_view(&entry)))
 }
 
@@ -178,7 +181,7 @@ async fn withdraw(
     let dataset = tokio::task::spawn_blocking(move || datasets.get(&id))
         .await
         .map_err(ApiError::internal)??;
-    let entry = state.federation.publish(&dataset, true).await?;
+    let entry = state.federation.publish(&dataset, None, true).await?;
     Ok(Json(entry_view(&entry)))
 }
 
@@ -201,9 +204,32 @@ pub(super) async fn republish(
         tracing::warn!(id = %dataset.record.id, "changed dataset lacks mandatory fields; not re-published");
         return;
     }
-    if let Err(e) = state.federation.publish(dataset, withdraw).await {
+    if let Err(e) = state
+        .federation
+        .publish(
+            dataset,
+            policy_ref(state, &dataset.record.id).ok().flatten(),
+            withdraw,
+        )
+        .await
+    {
         tracing::error!(id = %dataset.record.id, error = %e, "re-publishing failed");
     }
+}
+
+/// The reference to a dataset's signed policy, for its catalog entry.
+pub(super) fn policy_ref(
+    state: &AppState,
+    dataset: &str,
+) -> Result<Option<allmende_protocol::PolicyRef>, ApiError> {
+    let policy = state.policies.get(dataset).map_err(ApiError::from)?;
+    Ok(policy.map(|p| allmende_protocol::PolicyRef {
+        id: p.hash(),
+        uri: Some(format!(
+            "{}/api/v1/datasets/{dataset}/policy",
+            state.config.public_url()
+        )),
+    }))
 }
 
 /// A published entry as the API shows it.

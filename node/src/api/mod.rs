@@ -4,6 +4,8 @@ pub mod datasets;
 pub mod error;
 mod federation;
 mod node;
+mod policy;
+mod query;
 mod sql;
 
 use std::sync::Arc;
@@ -13,9 +15,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::datasets::Datasets;
 use crate::federation::Federation;
+use crate::policies::Policies;
+use crate::query::provider::ProviderContext;
 use crate::identity::Identity;
 
 pub use error::ApiError;
@@ -31,22 +36,37 @@ pub struct AppState {
     pub datasets: Arc<Datasets>,
     /// The node's federation state.
     pub federation: Arc<Federation>,
+    /// The node's usage policies, agreements and audit log.
+    pub policies: Arc<Policies>,
+    /// What answering federated queries needs.
+    pub provider: Arc<ProviderContext>,
     /// When the node started.
     pub started: Instant,
+    /// Authentication and access control.
+    pub auth: Arc<Auth>,
 }
 
 /// Bodies other than uploads are small JSON documents.
 const JSON_BODY_LIMIT: usize = 1 << 20;
 
-/// The API's router.
+/// The API's router. Every route needs the role `crate::auth::ROUTES` declares for it,
+/// checked by one `route_layer`.
 pub fn router(state: AppState) -> Router {
+    let auth = state.auth.clone();
     Router::new()
         .merge(node::routes())
         .merge(sql::routes())
         .merge(federation::routes())
+        .merge(policy::routes())
+        .merge(query::routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         // Uploads are bounded by `limits.max_upload_bytes` while they stream to disk.
         .merge(datasets::routes().layer(DefaultBodyLimit::disable()))
+        .merge(crate::auth::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            crate::auth::middleware,
+        ))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -54,6 +74,12 @@ pub fn router(state: AppState) -> Router {
                 "no such route; the API lives under /api/v1",
             )
         })
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: a query string may hold a sign-in code.
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(auth.cors())
         .with_state(state)
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::auth::token;
 use crate::config::{Config, Overrides};
 use crate::identity::{Identity, KEY_FILE};
 use crate::store::Store;
@@ -37,6 +38,8 @@ pub(super) fn run(data_dir: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> 
     let identity = Identity::create(data_dir)?;
     config.save(data_dir)?;
     Store::open(data_dir, true)?;
+    let chosen = std::env::var(token::TOKEN_ENV).ok();
+    let admin = token::create(data_dir, chosen.as_deref().filter(|t| !t.trim().is_empty()))?;
     println!(
         "initialised node `{}` in {}",
         config.name,
@@ -45,6 +48,16 @@ pub(super) fn run(data_dir: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> 
     println!("  peer id  {}", identity.peer_id());
     println!("  did      {}", identity.did());
     println!("  config   {}", Config::path(data_dir).display());
+    if chosen.is_some() {
+        println!("  admin token  taken from {} (stored hashed)", token::TOKEN_ENV);
+    } else {
+        println!("  admin token  {}", admin.reveal());
+        println!(
+            "    shown once; the node keeps only its hash. The CLI reads it from {} or {}.",
+            data_dir.join(token::TOKEN_FILE).display(),
+            token::TOKEN_ENV
+        );
+    }
     println!(
         "start it with: allmende run --data-dir {}",
         data_dir.display()

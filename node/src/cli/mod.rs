@@ -4,6 +4,8 @@
 mod dataset;
 mod federation;
 mod init;
+mod policy;
+mod query;
 mod run;
 mod sample;
 mod sql;
@@ -55,6 +57,20 @@ pub enum Command {
     /// Search the federation's replicated catalog.
     #[command(subcommand)]
     Catalog(federation::CatalogCommand),
+    /// Federated SQL across the members (`<member>.<dataset>`, `federation.<kind>`).
+    Query(query::QueryArgs),
+    /// Signed receipts of federated answers.
+    #[command(subcommand)]
+    Receipt(query::ReceiptCommand),
+    /// Usage policies: attach, show, check and evaluate.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Agreements with other members: negotiate, list, revoke.
+    #[command(subcommand)]
+    Agreement(policy::AgreementCommand),
+    /// The tamper-evident audit log of decisions taken for remote requests.
+    #[command(subcommand)]
+    Audit(policy::AuditCommand),
     /// Write sample data: district master data or generated hourly series.
     #[command(subcommand)]
     Sample(sample::SampleCommand),
@@ -70,7 +86,7 @@ impl Cli {
                 Ok(config) => config.public_url(),
                 Err(_) => "http://127.0.0.1:7070".to_owned(),
             });
-        Client::new(&base)
+        Client::new(&base).with_token(crate::auth::token::for_cli(&self.data_dir))
     }
 }
 
@@ -82,6 +98,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(cmd) => sample::run(cmd),
         Command::Dataset(cmd) => block_on(dataset::run(cli.client(), cmd)),
         Command::Sql(args) => block_on(sql::run(cli.client(), args)),
+        Command::Policy(
+            cmd @ (policy::PolicyCommand::Check { .. } | policy::PolicyCommand::Evaluate { .. }),
+        ) => policy::run_local(cmd),
+        Command::Policy(cmd) => block_on(policy::run(cli.client(), cmd)),
+        Command::Query(args) => block_on(query::run(cli.client(), args)),
+        Command::Receipt(cmd) => query::receipt(cmd),
+        Command::Agreement(cmd) => block_on(policy::agreement(cli.client(), cmd)),
+        Command::Audit(cmd) => block_on(policy::audit(cli.client(), &cli.data_dir, cmd)),
         Command::Federation(cmd) => block_on(federation::run(cli.client(), cmd)),
         Command::Catalog(cmd) => block_on(federation::search(cli.client(), cmd)),
     }

@@ -265,7 +265,9 @@ impl CatalogLog {
                 )
             }
         };
-        signed.check_chain(prev.as_ref()).map_err(|e| Rejection::Chain(Box::new(e)))?;
+        signed
+            .check_chain(prev.as_ref())
+            .map_err(|e| Rejection::Chain(Box::new(e)))?;
         let stored = StoredEntry {
             bytes: ByteBuf::from(signed.to_bytes()),
             received: now,
@@ -287,6 +289,7 @@ impl CatalogLog {
         key: &SigningKey,
         op: EntryOp,
         dataset: allmende_protocol::dcat::DatasetRecord,
+        policy: Option<allmende_protocol::PolicyRef>,
         now: u64,
     ) -> Result<SignedCatalogEntry, PublishError> {
         let publisher = allmende_protocol::peer_id_of(&key.verifying_key());
@@ -298,7 +301,7 @@ impl CatalogLog {
             prev: head.map(|h| h.hash),
             op,
             dataset,
-            policy: None,
+            policy,
             issued: chrono::DateTime::from_timestamp(now as i64, 0)
                 .unwrap_or_default()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -518,8 +521,12 @@ mod tests {
     fn publishes_own_entries_as_a_chain() {
         let (_d, log) = log();
         let a = key(3);
-        let e1 = log.publish(&a, EntryOp::Create, record("x"), 5).unwrap();
-        let e2 = log.publish(&a, EntryOp::Update, record("x"), 6).unwrap();
+        let e1 = log
+            .publish(&a, EntryOp::Create, record("x"), None, 5)
+            .unwrap();
+        let e2 = log
+            .publish(&a, EntryOp::Update, record("x"), None, 6)
+            .unwrap();
         assert_eq!(e2.payload().seq, 2);
         assert_eq!(e2.payload().prev, Some(e1.hash()));
         assert_eq!(log.latest_entries().unwrap().len(), 1);

@@ -111,6 +111,19 @@ impl From<&Member> for MemberCard {
     }
 }
 
+/// A member holding a dataset a federated query reads.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    /// The member's PeerId.
+    pub peer: PeerId,
+    /// Its name in queries.
+    pub member: String,
+    /// Its organisation.
+    pub organisation: String,
+    /// The dataset's id.
+    pub dataset: String,
+}
+
 /// What the node knows about a connected peer.
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerStatus {
@@ -131,6 +144,23 @@ pub(crate) enum Command {
     Propose(Vec<u8>),
     /// The roster changed: update the allow-list, subscriptions and dials.
     RosterChanged,
+    /// Gossip a signed revocation.
+    Revoke(Vec<u8>),
+    /// Send a query fragment to a member and hand back its answer.
+    Query {
+        peer: PeerId,
+        request: Box<allmende_protocol::query::QueryRequest>,
+        reply:
+            tokio::sync::oneshot::Sender<Result<allmende_protocol::query::QueryResponse, String>>,
+    },
+    /// Send a negotiation request to a member and hand back its answer.
+    Negotiate {
+        peer: PeerId,
+        request: allmende_protocol::negotiate::NegotiateRequest,
+        reply: tokio::sync::oneshot::Sender<
+            Result<allmende_protocol::negotiate::NegotiateResponse, String>,
+        >,
+    },
 }
 
 /// A handle to the network task.
@@ -145,6 +175,115 @@ impl Handle {
             .send(command)
             .await
             .map_err(|_| FederationError::Stopped)
+    }
+}
+
+impl Federation {
+    /// Sends a negotiation request to `peer` and waits (at most 15 s) for its answer.
+    pub async fn negotiate(
+        &self,
+        peer: PeerId,
+        request: allmende_protocol::negotiate::NegotiateRequest,
+    ) -> Result<allmende_protocol::negotiate::NegotiateResponse, FederationError> {
+        let handle = self.handle().ok_or(FederationError::Stopped)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        handle
+            .send(Command::Negotiate {
+                peer,
+                request,
+                reply,
+            })
+            .await?;
+        match tokio::time::timeout(std::time::Duration::from_secs(15), rx).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(message))) => Err(FederationError::Invalid(message)),
+            Ok(Err(_)) => Err(FederationError::Stopped),
+            Err(_) => Err(FederationError::Invalid(format!(
+                "`{peer}` did not answer within 15 s"
+            ))),
+        }
+    }
+
+    /// Sends a federated query fragment to `peer` and waits for its answer (the caller bounds
+    /// the wait with its deadline).
+    pub async fn query(
+        &self,
+        peer: PeerId,
+        request: allmende_protocol::query::QueryRequest,
+    ) -> Result<allmende_protocol::query::QueryResponse, FederationError> {
+        let handle = self.handle().ok_or(FederationError::Stopped)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        handle
+            .send(Command::Query {
+                peer,
+                request: Box::new(request),
+                reply,
+            })
+            .await?;
+        match rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(message)) => Err(FederationError::Invalid(message)),
+            Err(_) => Err(FederationError::Stopped),
+        }
+    }
+
+    /// The members (with dataset ids) that hold what a federated query reads: one member's
+    /// dataset, or every visible dataset declaring a common schema (this node's own included).
+    pub fn providers(
+        &self,
+        target: &crate::query::plan::Target,
+    ) -> Result<Vec<Provider>, FederationError> {
+        use crate::query::{member_name, plan::Target};
+        let roster = self.roster();
+        let member_of = |p: &PeerId| -> Option<(String, String)> {
+            if *p == self.peer_id {
+                return Some((self.organisation.clone(), self.district_key.clone()));
+            }
+            roster
+                .as_ref()?
+                .member(p)
+                .map(|m| (m.organisation.clone(), m.district_key.clone()))
+        };
+        let mut out = Vec::new();
+        for (entry, _) in self.log.latest_entries()? {
+            let e = entry.payload();
+            if e.op == EntryOp::Withdraw {
+                continue;
+            }
+            let Some((organisation, district)) = member_of(&e.publisher) else {
+                continue;
+            };
+            let member = member_name(&organisation);
+            let matches = match target {
+                Target::Member { member: m, dataset } => {
+                    (*m == member || *m == format!("d{district}"))
+                        && (e.dataset.slug == *dataset || e.dataset.id == *dataset)
+                }
+                Target::Federation { kind } => e.dataset.conforms_to.as_deref().is_some_and(|c| {
+                    c == kind
+                        || c.ends_with(&format!(":{kind}"))
+                        || c.contains(&format!(":{kind}:"))
+                }),
+            };
+            if matches {
+                out.push(Provider {
+                    peer: e.publisher,
+                    member,
+                    organisation,
+                    dataset: e.dataset.id.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.member.cmp(&b.member));
+        Ok(out)
+    }
+
+    /// Gossips a signed revocation to the federation.
+    pub async fn announce_revocation(&self, bytes: Vec<u8>) -> Result<(), FederationError> {
+        if let Some(h) = self.handle() {
+            h.send(Command::Revoke(bytes)).await?;
+        }
+        Ok(())
     }
 }
 
@@ -553,6 +692,7 @@ impl Federation {
     pub async fn publish(
         &self,
         dataset: &StoredDataset,
+        policy: Option<allmende_protocol::PolicyRef>,
         withdraw: bool,
     ) -> Result<SignedCatalogEntry, FederationError> {
         let id = &dataset.record.id;
@@ -570,7 +710,7 @@ impl Federation {
         };
         let entry = self
             .log
-            .publish(&self.key, op, dataset.record.clone(), now())
+            .publish(&self.key, op, dataset.record.clone(), policy, now())
             .map_err(|e| FederationError::Invalid(e.to_string()))?;
         self.store
             .write_raw(&[(marker, (!withdraw).then(|| b"1".to_vec()))])?;
@@ -614,6 +754,14 @@ impl Federation {
             roster.as_ref()?.member(p).map(|m| m.organisation.clone())
         };
         Ok(self.index.search(query, &visible)?)
+    }
+
+    /// The organisation of a member (or of this node).
+    pub fn organisation_of(&self, peer: &PeerId) -> Option<String> {
+        if *peer == self.peer_id {
+            return Some(self.organisation.clone());
+        }
+        self.roster()?.member(peer).map(|m| m.organisation.clone())
     }
 
     /// The status shown by `GET /api/v1/federation`.

@@ -3,16 +3,22 @@
 //! strictly validated, content-addressed, application-validated before forwarding) and the
 //! catalog-sync request-response protocol on a CBOR codec.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use allmende_protocol::negotiate::{MAX_NEGOTIATE_BYTES, NegotiateRequest, NegotiateResponse};
+use allmende_protocol::query::{
+    MAX_QUERY_REQUEST_BYTES, MAX_QUERY_RESPONSE_BYTES, QueryRequest, QueryResponse,
+};
 use allmende_protocol::roster::SignedRoster;
 use allmende_protocol::sync::{
     Digest, MAX_RANGE_ENTRIES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SyncRequest, SyncResponse,
 };
-use allmende_protocol::version::{CATALOG_SYNC, KADEMLIA, catalog_topic, roster_topic};
-use allmende_protocol::{MAX_ENVELOPE_BYTES, PeerId, SigningKey};
+use allmende_protocol::version::{
+    CATALOG_SYNC, KADEMLIA, NEGOTIATE, QUERY, catalog_topic, revocation_topic, roster_topic,
+};
+use allmende_protocol::{MAX_ENVELOPE_BYTES, PeerId, Signed, SigningKey};
 use futures::StreamExt;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
@@ -21,12 +27,14 @@ use libp2p::{
     kad, mdns, noise, ping, request_response, tcp, yamux,
 };
 use sha2::{Digest as _, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::codec::CborCodec;
 use super::ratelimit::RateLimiter;
 use super::{Command, Federation, Handle, Outcome, Rejection};
 use crate::config::P2pConfig;
+use crate::policies::Policies;
+use crate::query::provider::ProviderContext;
 
 /// Errors starting the network.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +53,9 @@ pub enum NetworkError {
 }
 
 type SyncBehaviour = request_response::Behaviour<CborCodec<SyncRequest, SyncResponse>>;
+type QueryBehaviour = request_response::Behaviour<CborCodec<QueryRequest, QueryResponse>>;
+type NegotiateBehaviour =
+    request_response::Behaviour<CborCodec<NegotiateRequest, NegotiateResponse>>;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -55,6 +66,8 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     gossip: gossipsub::Behaviour,
     sync: SyncBehaviour,
+    negotiate: NegotiateBehaviour,
+    query: QueryBehaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -103,6 +116,24 @@ fn build_swarm(key: &SigningKey, config: &P2pConfig) -> Result<Swarm<Behaviour>,
                 )],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
+            let negotiate = request_response::Behaviour::with_codec(
+                CborCodec::new(MAX_NEGOTIATE_BYTES, MAX_NEGOTIATE_BYTES),
+                [(
+                    StreamProtocol::new(NEGOTIATE),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            );
+            let query = request_response::Behaviour::with_codec(
+                CborCodec::new(MAX_QUERY_REQUEST_BYTES, MAX_QUERY_RESPONSE_BYTES),
+                [(
+                    StreamProtocol::new(QUERY),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(60))
+                    .with_max_concurrent_streams(64),
+            );
             let mdns = if mdns_enabled {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config::default(),
@@ -127,6 +158,8 @@ fn build_swarm(key: &SigningKey, config: &P2pConfig) -> Result<Swarm<Behaviour>,
                 kad,
                 gossip,
                 sync,
+                negotiate,
+                query,
                 mdns: Toggle::from(mdns),
             })
         })
@@ -139,6 +172,8 @@ fn build_swarm(key: &SigningKey, config: &P2pConfig) -> Result<Swarm<Behaviour>,
 /// Builds the swarm, listens, and runs it in a task; the federation gets the [`Handle`].
 pub fn spawn(
     fed: Arc<Federation>,
+    policies: Arc<Policies>,
+    provider: Arc<ProviderContext>,
     key: &SigningKey,
     config: &P2pConfig,
 ) -> Result<tokio::task::JoinHandle<()>, NetworkError> {
@@ -157,11 +192,19 @@ pub fn spawn(
         })?;
     }
     let (tx, rx) = mpsc::channel(1024);
+    let (answers_tx, answers) = mpsc::channel(256);
     fed.set_handle(Handle { tx });
     let network = Network {
         swarm,
         fed,
+        policies,
+        provider,
         rx,
+        answers,
+        answers_tx,
+        queries: HashMap::new(),
+        query_limit: RateLimiter::new(20, 100),
+        negotiations: HashMap::new(),
         gossip_limit: RateLimiter::new(config.gossip_rate, config.gossip_rate.saturating_mul(10)),
         sync_limit: RateLimiter::new(50, 500),
         allowed: HashSet::new(),
@@ -176,7 +219,29 @@ pub fn spawn(
 struct Network {
     swarm: Swarm<Behaviour>,
     fed: Arc<Federation>,
+    policies: Arc<Policies>,
+    provider: Arc<ProviderContext>,
     rx: mpsc::Receiver<Command>,
+    /// Answers computed by query tasks, waiting to be sent.
+    answers: mpsc::Receiver<(
+        request_response::ResponseChannel<QueryResponse>,
+        QueryResponse,
+    )>,
+    answers_tx: mpsc::Sender<(
+        request_response::ResponseChannel<QueryResponse>,
+        QueryResponse,
+    )>,
+    /// Queries this node sent, by request id.
+    queries: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<QueryResponse, String>>,
+    >,
+    query_limit: RateLimiter,
+    /// Negotiations this node started, by request id.
+    negotiations: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<NegotiateResponse, String>>,
+    >,
     gossip_limit: RateLimiter,
     sync_limit: RateLimiter,
     /// Peers on the allow-list.
@@ -201,9 +266,17 @@ impl Network {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.event(event),
+                Some((channel, answer)) = self.answers.recv() => {
+                    if self.swarm.behaviour_mut().query.send_response(channel, answer).is_err() {
+                        tracing::debug!("query answer could not be sent (the asker gave up)");
+                    }
+                }
                 _ = tick.tick() => {
                     self.dial_members();
                     self.sync_round();
+                    if let Err(e) = self.policies.checkpoint() {
+                        tracing::error!(error = %e, "audit checkpoint failed");
+                    }
                 }
             }
         }
@@ -211,20 +284,57 @@ impl Network {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::Announce(bytes) => self.publish(true, bytes),
-            Command::Propose(bytes) => self.publish(false, bytes),
+            Command::Announce(bytes) => self.publish(Topic::Catalog, bytes),
+            Command::Propose(bytes) => self.publish(Topic::Roster, bytes),
+            Command::Revoke(bytes) => self.publish(Topic::Revocation, bytes),
+            Command::Query {
+                peer,
+                request,
+                reply,
+            } => {
+                if !self.allowed.contains(&peer) {
+                    let _ = reply.send(Err(format!(
+                        "`{peer}` is not a member of this node's federation"
+                    )));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .query
+                    .send_request(&peer, *request);
+                self.queries.insert(id, reply);
+            }
+            Command::Negotiate {
+                peer,
+                request,
+                reply,
+            } => {
+                if !self.allowed.contains(&peer) {
+                    let _ = reply.send(Err(format!(
+                        "`{peer}` is not a member of this node's federation"
+                    )));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .negotiate
+                    .send_request(&peer, request);
+                self.negotiations.insert(id, reply);
+            }
             Command::RosterChanged => self.roster_changed(),
         }
     }
 
-    fn publish(&mut self, catalog: bool, bytes: Vec<u8>) {
+    fn publish(&mut self, topic: Topic, bytes: Vec<u8>) {
         let Some(federation) = &self.federation else {
             return;
         };
-        let topic = if catalog {
-            catalog_topic(federation)
-        } else {
-            roster_topic(federation)
+        let topic = match topic {
+            Topic::Catalog => catalog_topic(federation),
+            Topic::Roster => roster_topic(federation),
+            Topic::Revocation => revocation_topic(federation),
         };
         match self
             .swarm
@@ -263,12 +373,12 @@ impl Network {
         let federation = roster.as_ref().map(|r| r.federation.clone());
         if federation != self.federation {
             if let Some(old) = &self.federation {
-                for t in [catalog_topic(old), roster_topic(old)] {
+                for t in [catalog_topic(old), roster_topic(old), revocation_topic(old)] {
                     behaviour.gossip.unsubscribe(&gossipsub::IdentTopic::new(t));
                 }
             }
             if let Some(new) = &federation {
-                for t in [catalog_topic(new), roster_topic(new)] {
+                for t in [catalog_topic(new), roster_topic(new), revocation_topic(new)] {
                     if let Err(e) = behaviour.gossip.subscribe(&gossipsub::IdentTopic::new(t)) {
                         tracing::error!(error = %e, "cannot subscribe to the federation's topics");
                     }
@@ -376,6 +486,8 @@ impl Network {
                 message,
             })) => self.gossip_message(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.sync_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Negotiate(e)) => self.negotiate_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Query(e)) => self.query_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -439,6 +551,10 @@ impl Network {
                 message.topic == gossipsub::IdentTopic::new(roster_topic(f)).hash()
             }) {
                 self.roster_message(&message.data)
+            } else if self.federation.as_ref().is_some_and(|f| {
+                message.topic == gossipsub::IdentTopic::new(revocation_topic(f)).hash()
+            }) {
+                self.revocation_message(&message.data)
             } else {
                 self.catalog_message(source, &message.data)
             };
@@ -464,6 +580,135 @@ impl Network {
             Err(e) => {
                 tracing::warn!(error = %e, "invalid roster proposal rejected");
                 gossipsub::MessageAcceptance::Reject
+            }
+        }
+    }
+
+    fn revocation_message(&mut self, data: &[u8]) -> gossipsub::MessageAcceptance {
+        match Signed::<allmende_policy::Revocation>::from_bytes(data, MAX_ENVELOPE_BYTES) {
+            Ok(statement) => match self.policies.keep_revocation(&statement) {
+                Ok(()) => gossipsub::MessageAcceptance::Accept,
+                Err(e) => {
+                    tracing::error!(error = %e, "storing a revocation failed");
+                    gossipsub::MessageAcceptance::Ignore
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "invalid revocation rejected");
+                gossipsub::MessageAcceptance::Reject
+            }
+        }
+    }
+
+    fn negotiate_event(
+        &mut self,
+        event: request_response::Event<NegotiateRequest, NegotiateResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let span = tracing::info_span!("negotiate", %peer);
+                    let _enter = span.enter();
+                    let response = self.negotiate_answer(peer, request);
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .negotiate
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        tracing::debug!(%peer, "negotiation response could not be sent");
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.negotiations.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.negotiations.remove(&request_id) {
+                    let _ = reply.send(Err(format!("negotiation failed: {error}")));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn query_event(&mut self, event: request_response::Event<QueryRequest, QueryResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if !self.allowed.contains(&peer)
+                        || !self.query_limit.allow(peer, Instant::now())
+                    {
+                        tracing::warn!(%peer, "query refused: not a member or over its rate");
+                        // Dropping the channel closes the stream; the asker records an error.
+                        return;
+                    }
+                    let provider = self.provider.clone();
+                    let answers = self.answers_tx.clone();
+                    let organisation = self.fed.organisation_of(&peer);
+                    tokio::spawn(async move {
+                        let answer =
+                            crate::query::provider::answer(&provider, peer, organisation, request)
+                                .await;
+                        let _ = answers.send((channel, answer)).await;
+                    });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.queries.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.queries.remove(&request_id) {
+                    let _ = reply.send(Err(format!("the provider did not answer: {error}")));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn negotiate_answer(&mut self, peer: PeerId, request: NegotiateRequest) -> NegotiateResponse {
+        if !self.allowed.contains(&peer) {
+            return NegotiateResponse::Refused("not a member".into());
+        }
+        if !self.sync_limit.allow(peer, Instant::now()) {
+            return NegotiateResponse::Refused("rate limited".into());
+        }
+        match request {
+            NegotiateRequest::Offer { dataset } => match self.policies.get(&dataset) {
+                Ok(Some(offer)) => {
+                    NegotiateResponse::Offer(serde_bytes::ByteBuf::from(offer.to_bytes()))
+                }
+                Ok(None) => {
+                    NegotiateResponse::Refused(format!("dataset `{dataset}` has no policy"))
+                }
+                Err(e) => NegotiateResponse::Refused(format!("store error: {e}")),
+            },
+            NegotiateRequest::Agree { dataset, request } => {
+                match self.policies.conclude(peer, &dataset, &request) {
+                    Ok(agreement) => NegotiateResponse::Agreement(serde_bytes::ByteBuf::from(
+                        agreement.to_bytes(),
+                    )),
+                    Err(e) => NegotiateResponse::Refused(e.to_string()),
+                }
             }
         }
     }
@@ -678,6 +923,13 @@ impl Network {
             }
         }
     }
+}
+
+/// The gossip topics of a federation.
+enum Topic {
+    Catalog,
+    Roster,
+    Revocation,
 }
 
 fn rand_index(n: usize) -> usize {

@@ -1,0 +1,236 @@
+//! Policy routes: a dataset's signed usage policy, agreements (negotiated over libp2p),
+//! revocations, and the audit log.
+
+use allmende_policy::sign::SignedPolicy;
+use allmende_protocol::negotiate::{NegotiateRequest, NegotiateResponse};
+use allmende_protocol::{MAX_ENVELOPE_BYTES, PeerId};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiJson;
+use super::{ApiError, AppState};
+use crate::policies::PolicyError;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/datasets/{id}/policy", get(show).put(attach))
+        .route("/api/v1/agreements", get(agreements).post(negotiate))
+        .route("/api/v1/agreements/{id}/revoke", post(revoke))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/audit/verify", get(verify))
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::Invalid(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-policy",
+                e.to_string(),
+            ),
+            PolicyError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
+            }
+            PolicyError::Store(_) | PolicyError::Audit(_) => Self::internal(e),
+        }
+    }
+}
+
+fn view(signed: &SignedPolicy) -> Value {
+    json!({
+        "id": hex::encode(signed.hash()),
+        "version": signed.payload().version,
+        "signer": signed.signer().to_string(),
+        "policy": allmende_policy::parse::emit::to_value(signed.payload()),
+        "signed": hex::encode(signed.as_bytes()),
+    })
+}
+
+async fn dataset_id(state: &AppState, id: String) -> Result<crate::store::StoredDataset, ApiError> {
+    let datasets = state.datasets.clone();
+    Ok(tokio::task::spawn_blocking(move || datasets.get(&id))
+        .await
+        .map_err(ApiError::internal)??)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let dataset = dataset_id(&state, id).await?;
+    let policy = state.policies.get(&dataset.record.id)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("dataset `{}` has no policy", dataset.record.slug),
+        )
+    })?;
+    Ok(Json(view(&policy)))
+}
+
+async fn attach(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let dataset = dataset_id(&state, id).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid-policy", "the policy must be UTF-8 JSON-LD"))?;
+    let signed = state.policies.attach(&dataset.record.id, text)?;
+    super::federation::republish(&state, &dataset, false).await;
+    Ok(Json(view(&signed)))
+}
+
+async fn agreements(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let list: Vec<Value> = state
+        .policies
+        .agreements()?
+        .into_iter()
+        .map(|(id, r)| {
+            json!({ "id": id, "role": r.role, "dataset": r.dataset, "counterpart": r.counterpart, "concluded": r.concluded })
+        })
+        .collect();
+    Ok(Json(json!({ "agreements": list })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NegotiateBody {
+    provider: String,
+    dataset: String,
+}
+
+fn refused(reason: String) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "refused",
+        format!("the provider refused: {reason}"),
+    )
+}
+
+#[tracing::instrument(skip_all, fields(provider = %body.provider, dataset = %body.dataset))]
+async fn negotiate(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NegotiateBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let provider: PeerId = body.provider.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid-peer",
+            format!("`{}` is not a PeerId", body.provider),
+        )
+    })?;
+    let offer = match state
+        .federation
+        .negotiate(
+            provider,
+            NegotiateRequest::Offer {
+                dataset: body.dataset.clone(),
+            },
+        )
+        .await?
+    {
+        NegotiateResponse::Offer(bytes) => {
+            allmende_policy::sign::open_policy(&bytes, MAX_ENVELOPE_BYTES).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "bad-offer",
+                    format!("the provider's offer is invalid: {e}"),
+                )
+            })?
+        }
+        NegotiateResponse::Refused(reason) => return Err(refused(reason)),
+        NegotiateResponse::Agreement(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad-offer",
+                "unexpected answer",
+            ));
+        }
+    };
+    if offer.signer() != provider {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad-offer",
+            "the offer is not signed by the provider",
+        ));
+    }
+    let request = state.policies.request_for(&offer)?;
+    let agreement = match state
+        .federation
+        .negotiate(
+            provider,
+            NegotiateRequest::Agree {
+                dataset: body.dataset.clone(),
+                request: serde_bytes::ByteBuf::from(request.to_bytes()),
+            },
+        )
+        .await?
+    {
+        NegotiateResponse::Agreement(bytes) => bytes,
+        NegotiateResponse::Refused(reason) => return Err(refused(reason)),
+        NegotiateResponse::Offer(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad-agreement",
+                "unexpected answer",
+            ));
+        }
+    };
+    let verified = state
+        .policies
+        .accept(provider, &body.dataset, &offer, &agreement)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": hex::encode(verified.agreement.hash()),
+            "provider": provider.to_string(),
+            "dataset": body.dataset,
+            "policy": allmende_policy::parse::emit::to_value(&verified.agreement.payload().policy),
+        })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RevokeBody>,
+) -> Result<Json<Value>, ApiError> {
+    let statement = state.policies.revoke(&id, &body.reason)?;
+    state
+        .federation
+        .announce_revocation(statement.to_bytes())
+        .await?;
+    Ok(Json(
+        json!({ "revoked": id, "statement": hex::encode(statement.as_bytes()) }),
+    ))
+}
+
+async fn audit(State(state): State<AppState>) -> Json<Value> {
+    let (size, root) = state.policies.audit_head();
+    Json(json!({ "size": size, "root": root }))
+}
+
+async fn verify(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let policies = state.policies.clone();
+    let report = tokio::task::spawn_blocking(move || policies.verify())
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(json!({
+        "intact": report.is_intact(),
+        "entries": report.entries,
+        "checkpoints": report.checkpoints,
+        "tampering": report.tampering.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>(),
+    })))
+}

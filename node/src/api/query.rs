@@ -1,0 +1,117 @@
+//! `POST /api/v1/query`: federated SQL across the members.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiJson;
+use super::{ApiError, AppState};
+use crate::output::OutputFormat;
+use crate::query::{self, QueryError, QueryOptions};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/query", post(run))
+}
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    sql: String,
+    #[serde(default)]
+    format: Option<OutputFormat>,
+    /// Per-provider deadline in milliseconds (default 3000, at most 60000).
+    #[serde(default)]
+    deadline_ms: Option<u64>,
+    #[serde(default)]
+    require_all: bool,
+    #[serde(default)]
+    purpose: Option<String>,
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Plan(_) => Self::bad_request("invalid-query", e.to_string()),
+            QueryError::NoProviders(_) => {
+                Self::new(StatusCode::NOT_FOUND, "no-providers", e.to_string())
+            }
+            QueryError::Incomplete(_) => {
+                Self::new(StatusCode::BAD_GATEWAY, "incomplete", e.to_string())
+            }
+            QueryError::Sql(inner) => inner.into(),
+            QueryError::Federation(inner) => inner.into(),
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(len = body.sql.len()))]
+async fn run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<QueryBody>,
+) -> Result<Response, ApiError> {
+    let format = super::sql::pick_format(None, body.format, &headers)?;
+    let deadline = Duration::from_millis(body.deadline_ms.unwrap_or(3000).clamp(1, 60_000));
+    let options = QueryOptions {
+        deadline,
+        require_all: body.require_all,
+        purpose: body.purpose,
+        roles: vec![],
+        user: None,
+    };
+    let answer = query::run(
+        &state.federation,
+        &state.provider,
+        state.identity.signing_key(),
+        &body.sql,
+        &options,
+        state.config.limits.sql_memory_bytes,
+    )
+    .await?;
+    let receipt = hex::encode(answer.receipt.as_bytes());
+    let members = serde_json::to_string(&answer.members).map_err(ApiError::internal)?;
+    let stream = Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            answer.schema.clone(),
+            futures::stream::iter(answer.batches.clone().into_iter().map(Ok)),
+        ),
+    );
+    if format == OutputFormat::Json {
+        let body_bytes: Vec<u8> = {
+            use futures::StreamExt;
+            let chunks: Vec<_> = crate::output::encode(stream, OutputFormat::Json)
+                .collect()
+                .await;
+            let mut out = Vec::new();
+            for c in chunks {
+                out.extend_from_slice(&c.map_err(ApiError::internal)?);
+            }
+            out
+        };
+        let rows: serde_json::Value =
+            serde_json::from_slice(&body_bytes).map_err(ApiError::internal)?;
+        let doc = json!({
+            "rows": rows,
+            "members": answer.members,
+            "receipt": receipt,
+        });
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(doc.to_string()))
+            .map_err(ApiError::internal);
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, format.content_type())
+        .header("x-allmende-members", members)
+        .header("x-allmende-receipt", receipt)
+        .body(Body::from_stream(crate::output::encode(stream, format)))
+        .map_err(ApiError::internal)
+}

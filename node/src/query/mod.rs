@@ -1,0 +1,385 @@
+//! Federated SQL: plan on the asking node ([`plan`]), fan the fragment out to the members
+//! holding matching datasets, let each enforce its own policy ([`provider`]), merge the partial
+//! answers with DataFusion, and sign a receipt naming every member asked and what it answered.
+//!
+//! Every member asked gets a status: `ok`, `denied` (its policy refused, with the reason),
+//! `timeout` (no answer before the deadline) or `error`. A provider that never answers costs at
+//! most the deadline.
+
+pub mod plan;
+pub mod provider;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use allmende_protocol::query::{
+    AnswerHeader, AnswerStatus, MAX_QUERY_REQUEST_BYTES, QueryRequest, QueryResponse, Receipt,
+    ReceiptLine, batches_hash, query_hash,
+};
+use allmende_protocol::{PeerId, Signed, SigningKey};
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+
+use crate::federation::{Federation, FederationError, Provider};
+use crate::sql::{self, Source, SqlError};
+use plan::{MEMBER_COLUMN, MERGED_TABLE, Plan, PlanError};
+use provider::ProviderContext;
+
+/// Errors of a federated query.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query cannot be planned.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// No member holds what the query reads.
+    #[error("{0}")]
+    NoProviders(String),
+    /// `require_all` was set and a member did not answer `ok`.
+    #[error("not every member answered: {0}")]
+    Incomplete(String),
+    /// Merging failed.
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    /// The federation failed.
+    #[error(transparent)]
+    Federation(#[from] FederationError),
+}
+
+/// How to ask.
+#[derive(Clone, Debug)]
+pub struct QueryOptions {
+    /// How long to wait for each provider.
+    pub deadline: Duration,
+    /// Fail unless every member answers `ok`.
+    pub require_all: bool,
+    /// Why the user asks.
+    pub purpose: Option<String>,
+    /// The user's roles.
+    pub roles: Vec<String>,
+    /// A pseudonymous id of the user.
+    pub user: Option<String>,
+}
+
+/// One member's part in an answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberStatus {
+    /// The member's name in queries.
+    pub member: String,
+    /// Its PeerId.
+    pub peer: String,
+    /// Its organisation.
+    pub organisation: String,
+    /// The dataset asked.
+    pub dataset: String,
+    /// `ok`, `denied`, `timeout` or `error`.
+    pub status: String,
+    /// Why, when not `ok`.
+    pub reason: Option<String>,
+    /// Rows it contributed.
+    pub rows: u64,
+    /// Groups it suppressed as smaller than its minimum group size.
+    pub suppressed: u64,
+    /// Milliseconds until it answered.
+    pub latency_ms: u64,
+}
+
+/// A merged answer.
+pub struct Answer {
+    /// The result's schema.
+    pub schema: SchemaRef,
+    /// The result.
+    pub batches: Vec<RecordBatch>,
+    /// Every member asked.
+    pub members: Vec<MemberStatus>,
+    /// The signed receipt.
+    pub receipt: Signed<Receipt>,
+}
+
+/// The name of a member in queries: its organisation without "Stadt", "Kreis" and the like,
+/// lower-case, e.g. `Stadt Münster` → `muenster`, `Würzburg` → `wuerzburg`.
+pub fn member_name(organisation: &str) -> String {
+    let mut name = organisation
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    for prefix in [
+        "Landeshauptstadt ",
+        "Hansestadt ",
+        "Stadt ",
+        "Landkreis ",
+        "Kreis ",
+    ] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            name = rest.to_owned();
+        }
+    }
+    crate::import::normalize_columns(&[name]).remove(0)
+}
+
+fn with_member(batch: &RecordBatch, member: &str) -> Result<RecordBatch, String> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(MEMBER_COLUMN, DataType::Utf8, false));
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![member; batch.num_rows()])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+}
+
+fn decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(bytes, None).map_err(|e| e.to_string())?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok((schema, batches))
+}
+
+struct Reply {
+    provider: Provider,
+    latency: Duration,
+    outcome: Result<QueryResponse, String>,
+}
+
+/// Runs a federated query.
+pub async fn run(
+    federation: &Federation,
+    local: &ProviderContext,
+    key: &SigningKey,
+    sql_text: &str,
+    options: &QueryOptions,
+    memory_limit: u64,
+) -> Result<Answer, QueryError> {
+    let Plan {
+        target,
+        fragment,
+        local_sql,
+    } = plan::plan(sql_text)?;
+    let providers = federation.providers(&target)?;
+    if providers.is_empty() {
+        return Err(QueryError::NoProviders(match target {
+            plan::Target::Member { member, dataset } => {
+                format!("no member `{member}` publishes a dataset `{dataset}`")
+            }
+            plan::Target::Federation { kind } => {
+                format!("no member publishes a dataset of the common schema `{kind}`")
+            }
+        }));
+    }
+    let hash = query_hash(sql_text);
+    let me = federation.peer_id();
+    let asks = providers.into_iter().map(|p| {
+        let request = QueryRequest {
+            query_hash: hash,
+            dataset: p.dataset.clone(),
+            fragment: fragment.clone(),
+            purpose: options.purpose.clone(),
+            roles: options.roles.clone(),
+            organisation: None,
+            user: options.user.clone(),
+            deadline_ms: options.deadline.as_millis() as u64,
+        };
+        let deadline = options.deadline;
+        async move {
+            let started = Instant::now();
+            let outcome = if p.peer == me {
+                Ok(provider::answer_own(local, request).await)
+            } else {
+                match tokio::time::timeout(deadline, federation.query(p.peer, request)).await {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timeout".into()),
+                }
+            };
+            Reply {
+                provider: p,
+                latency: started.elapsed(),
+                outcome,
+            }
+        }
+    });
+    let replies = futures::future::join_all(asks).await;
+
+    let mut members = Vec::new();
+    let mut lines = Vec::new();
+    let mut merged: Option<(SchemaRef, Vec<RecordBatch>)> = None;
+    for reply in replies {
+        let p = &reply.provider;
+        let mut status = MemberStatus {
+            member: p.member.clone(),
+            peer: p.peer.to_string(),
+            organisation: p.organisation.clone(),
+            dataset: p.dataset.clone(),
+            status: "error".into(),
+            reason: None,
+            rows: 0,
+            suppressed: 0,
+            latency_ms: reply.latency.as_millis() as u64,
+        };
+        let mut answer_bytes = None;
+        match reply.outcome {
+            Err(e) if e == "timeout" => {
+                status.status = "timeout".into();
+                status.reason = Some(format!(
+                    "no answer within {} ms",
+                    options.deadline.as_millis()
+                ));
+            }
+            Err(e) => status.reason = Some(e),
+            Ok(response) => match check_answer(&response, p.peer, &hash) {
+                Err(e) => status.reason = Some(e),
+                Ok(header) => {
+                    answer_bytes = Some(response.header.clone());
+                    let h = header.payload();
+                    status.reason = h.reason.clone();
+                    status.suppressed = h.suppressed;
+                    match h.status {
+                        AnswerStatus::Denied => status.status = "denied".into(),
+                        AnswerStatus::Error => status.status = "error".into(),
+                        AnswerStatus::Ok => {
+                            match merge_into(&mut merged, &response.batches, &p.member) {
+                                Ok(rows) => {
+                                    status.status = "ok".into();
+                                    status.rows = rows;
+                                }
+                                Err(e) => status.reason = Some(e),
+                            }
+                        }
+                    }
+                }
+            },
+        }
+        lines.push(ReceiptLine {
+            peer: p.peer,
+            member: p.member.clone(),
+            status: status.status.clone(),
+            rows: status.rows,
+            latency_ms: status.latency_ms,
+            answer: answer_bytes.filter(|_| status.status != "error" || status.reason.is_some()),
+        });
+        members.push(status);
+    }
+    if options.require_all && members.iter().any(|m| m.status != "ok") {
+        let list: Vec<String> = members
+            .iter()
+            .filter(|m| m.status != "ok")
+            .map(|m| {
+                format!(
+                    "{} {}{}",
+                    m.member,
+                    m.status,
+                    m.reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        return Err(QueryError::Incomplete(list.join("; ")));
+    }
+    let receipt = Signed::sign(
+        &Receipt {
+            query_hash: hash,
+            sql: sql_text.to_owned(),
+            issued: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            providers: lines,
+        },
+        key,
+    )
+    .map_err(|e| QueryError::Sql(SqlError::Internal(e.to_string())))?;
+    let (schema, batches) = match merged {
+        Some((schema, batches)) => {
+            let stream = sql::query_with(&local_sql, memory_limit, &|t| {
+                if t.table() == MERGED_TABLE && t.schema().is_none() {
+                    Ok(Source::Batches(schema.clone(), batches.clone()))
+                } else {
+                    Err(SqlError::Invalid(format!(
+                        "table `{t}` is not part of this federated query"
+                    )))
+                }
+            })
+            .await?;
+            sql::collect(stream).await?
+        }
+        None => (Arc::new(Schema::empty()), Vec::new()),
+    };
+    Ok(Answer {
+        schema,
+        batches,
+        members,
+        receipt,
+    })
+}
+
+/// Checks a provider's signed header against the request and the bytes.
+fn check_answer(
+    response: &QueryResponse,
+    peer: PeerId,
+    hash: &[u8; 32],
+) -> Result<Signed<AnswerHeader>, String> {
+    let header: Signed<AnswerHeader> =
+        Signed::from_bytes(&response.header, MAX_QUERY_REQUEST_BYTES)
+            .map_err(|e| format!("invalid signed answer: {e}"))?;
+    if header.signer() != peer {
+        return Err("the answer is signed by another peer".into());
+    }
+    if header.payload().query_hash != *hash {
+        return Err("the answer is for another query".into());
+    }
+    if header.payload().batches_hash != batches_hash(&response.batches) {
+        return Err("the data does not match the signed hash".into());
+    }
+    Ok(header)
+}
+
+/// Adds one provider's batches (with its `_member` column) to the union; returns its rows.
+fn merge_into(
+    merged: &mut Option<(SchemaRef, Vec<RecordBatch>)>,
+    bytes: &ByteBuf,
+    member: &str,
+) -> Result<u64, String> {
+    let (_, batches) = decode(bytes)?;
+    let mut rows = 0;
+    for b in batches {
+        let b = with_member(&b, member)?;
+        rows += b.num_rows() as u64;
+        match merged {
+            None => *merged = Some((b.schema(), vec![b])),
+            Some((schema, list)) => {
+                if b.schema().fields() != schema.fields() {
+                    return Err("its answer's columns differ from the other members'".into());
+                }
+                list.push(b);
+            }
+        }
+    }
+    if merged.is_none() {
+        // An empty answer still fixes the schema.
+        let (schema, _) = decode(bytes)?;
+        let empty = with_member(&RecordBatch::new_empty(schema), member)?;
+        *merged = Some((empty.schema(), vec![]));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_names() {
+        assert_eq!(member_name("Stadt Münster"), "muenster");
+        assert_eq!(member_name("Würzburg"), "wuerzburg");
+        assert_eq!(member_name("Mönchengladbach, Stadt"), "moenchengladbach");
+        assert_eq!(member_name("Landkreis Bad Kissingen"), "bad_kissingen");
+    }
+}

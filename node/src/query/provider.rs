@@ -1,0 +1,530 @@
+//! The provider's side of a federated query: check the fragment, decide with the dataset's own
+//! signed policy, audit the decision, run the fragment with DataFusion under limits, suppress
+//! groups below the minimum group size, and sign the answer.
+//!
+//! The fragment is a structure, not SQL text: the provider writes the SQL itself, with quoted
+//! identifiers and literals, over exactly one table. What a requester can learn is therefore
+//! bounded by what the structure can express — columns, and-ed comparisons with literals,
+//! grouping, and COUNT/SUM/MIN/MAX — and every column it touches is checked against
+//! `allowedColumns`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use allmende_policy::sign::{SignedPolicy, policy_id};
+use allmende_policy::{
+    Action, Constraint, LeftOperand, Operator, Outcome, PolicyEntry, PolicyId, Principal,
+    QueryShape, Request, RightOperand, State, Usage, compile, decide,
+};
+use allmende_protocol::query::{
+    AggregateFn, AnswerHeader, AnswerStatus, CompareOp, Fragment, Literal,
+    MAX_QUERY_RESPONSE_BYTES, QueryRequest, QueryResponse, batches_hash,
+};
+use allmende_protocol::{PeerId, Signed, SigningKey};
+use arrow::array::{Array, BooleanArray, Int64Array};
+use arrow::record_batch::RecordBatch;
+use serde_bytes::ByteBuf;
+use tokio::sync::Semaphore;
+
+use crate::datasets::Datasets;
+use crate::policies::{Policies, dataset_target};
+use crate::sql::{self, Source};
+use crate::store::StoredDataset;
+
+/// The column with each group's row count in aggregate answers.
+pub const GROUP_ROWS: &str = "__n";
+
+/// What a provider needs to answer.
+pub struct ProviderContext {
+    /// The node's datasets.
+    pub datasets: Arc<Datasets>,
+    /// Its policies and audit log.
+    pub policies: Arc<Policies>,
+    /// Its signing key.
+    pub key: SigningKey,
+    /// Memory limit of one fragment.
+    pub memory_limit: u64,
+    /// Time limit of one fragment.
+    pub timeout: Duration,
+    /// Bound on fragments running at once.
+    pub running: Semaphore,
+}
+
+impl std::fmt::Debug for ProviderContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderContext")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The smallest group size the policy's permissions require (`minGroupSize`), if any.
+pub fn required_group_size(policy: &allmende_policy::Policy) -> Option<u64> {
+    fn walk(c: &Constraint, out: &mut Option<u64>) {
+        match c {
+            Constraint::Atomic(a) if a.left == LeftOperand::MinGroupSize => {
+                if let RightOperand::Integer(n) = a.right {
+                    let k = match a.operator {
+                        Operator::Gt => n + 1,
+                        _ => n,
+                    };
+                    *out = Some(out.map_or(k, |o: u64| o.max(k)));
+                }
+            }
+            Constraint::Atomic(_) => {}
+            Constraint::Logical(l) => l.operands.iter().for_each(|o| walk(o, out)),
+        }
+    }
+    let mut out = None;
+    for p in &policy.permissions {
+        p.constraints.iter().for_each(|c| walk(c, &mut out));
+    }
+    out
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn literal(l: &Literal) -> String {
+    match l {
+        Literal::Null => "NULL".into(),
+        Literal::Bool(b) => b.to_string(),
+        Literal::Int(i) => i.to_string(),
+        Literal::Float(f) if f.is_finite() => format!("{f:?}"),
+        Literal::Float(_) => "NULL".into(),
+        Literal::Text(s) => format!("'{}'", s.replace('\'', "''")),
+    }
+}
+
+/// The SQL a provider runs for a fragment, over the table `t`.
+pub fn fragment_sql(f: &Fragment) -> Result<String, String> {
+    let mut conds = Vec::new();
+    for c in &f.filter {
+        let col = quote(&c.column);
+        let one = || {
+            c.values
+                .first()
+                .filter(|_| c.values.len() == 1)
+                .map(literal)
+                .ok_or_else(|| format!("condition on `{}` needs exactly one value", c.column))
+        };
+        conds.push(match c.op {
+            CompareOp::Eq => format!("{col} = {}", one()?),
+            CompareOp::Neq => format!("{col} <> {}", one()?),
+            CompareOp::Lt => format!("{col} < {}", one()?),
+            CompareOp::Lteq => format!("{col} <= {}", one()?),
+            CompareOp::Gt => format!("{col} > {}", one()?),
+            CompareOp::Gteq => format!("{col} >= {}", one()?),
+            CompareOp::IsNull => format!("{col} IS NULL"),
+            CompareOp::IsNotNull => format!("{col} IS NOT NULL"),
+            CompareOp::In if c.values.is_empty() => "FALSE".into(),
+            CompareOp::In => format!(
+                "{col} IN ({})",
+                c.values.iter().map(literal).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    if f.is_aggregate() {
+        let mut items: Vec<String> = f.group_by.iter().map(|g| quote(g)).collect();
+        for (i, a) in f.aggregates.iter().enumerate() {
+            let func = match a.func {
+                AggregateFn::Count => "COUNT",
+                AggregateFn::Sum => "SUM",
+                AggregateFn::Min => "MIN",
+                AggregateFn::Max => "MAX",
+            };
+            items.push(format!("{func}({}) AS \"__a{i}\"", quote(&a.column)));
+        }
+        items.push(format!("COUNT(*) AS \"{GROUP_ROWS}\""));
+        let group = if f.group_by.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " GROUP BY {}",
+                f.group_by
+                    .iter()
+                    .map(|g| quote(g))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Ok(format!("SELECT {} FROM t{filter}{group}", items.join(", ")))
+    } else {
+        let cols = if f.columns.is_empty() {
+            "*".to_owned()
+        } else {
+            f.columns
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let order = if f.order_by.is_empty() {
+            String::new()
+        } else {
+            let keys: Vec<String> = f
+                .order_by
+                .iter()
+                .map(|(c, asc)| format!("{} {}", quote(c), if *asc { "ASC" } else { "DESC" }))
+                .collect();
+            format!(" ORDER BY {}", keys.join(", "))
+        };
+        let limit = f.limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+        Ok(format!("SELECT {cols} FROM t{filter}{order}{limit}"))
+    }
+}
+
+/// Every column the fragment touches.
+pub fn columns_used(f: &Fragment, schema: &[crate::store::Field]) -> Vec<String> {
+    let mut cols: Vec<String> = if f.columns.is_empty() && !f.is_aggregate() {
+        schema.iter().map(|c| c.name.clone()).collect()
+    } else {
+        f.columns.clone()
+    };
+    cols.extend(f.aggregates.iter().map(|a| a.column.clone()));
+    cols.extend(f.group_by.iter().cloned());
+    cols.extend(f.filter.iter().map(|c| c.column.clone()));
+    cols.extend(f.order_by.iter().map(|(c, _)| c.clone()));
+    cols.sort();
+    cols.dedup();
+    cols
+}
+
+/// Past use per policy, counted in the store.
+struct UsageCounts<'a>(&'a Policies);
+
+impl State for UsageCounts<'_> {
+    fn usage(&self, id: &PolicyId, _uid: &str) -> Usage {
+        self.0.usage(id).unwrap_or_default()
+    }
+}
+
+struct Decided {
+    status: AnswerStatus,
+    reason: Option<String>,
+    rules: Vec<String>,
+    k: u64,
+}
+
+fn decide_for(
+    ctx: &ProviderContext,
+    peer: PeerId,
+    organisation: Option<String>,
+    req: &QueryRequest,
+    dataset: &StoredDataset,
+    policy: &SignedPolicy,
+) -> Result<Decided, String> {
+    let f = &req.fragment;
+    for c in columns_used(f, &dataset.schema) {
+        if !dataset.schema.iter().any(|s| s.name == c) {
+            return Err(format!(
+                "dataset `{}` has no column `{c}`",
+                dataset.record.slug
+            ));
+        }
+    }
+    let k = required_group_size(policy.payload()).unwrap_or(1);
+    let aggregate = f.is_aggregate();
+    if aggregate
+        && k > 1
+        && let Some(c) = f.filter.iter().find(|c| !f.group_by.contains(&c.column))
+    {
+        return Ok(Decided {
+            status: AnswerStatus::Denied,
+            reason: Some(format!(
+                "filters on `{}`, which is not a grouping column: with a minimum group size only \
+                 whole groups may be selected",
+                c.column
+            )),
+            rules: vec![],
+            k,
+        });
+    }
+    let mut compiled = compile([PolicyEntry::signed(policy).map_err(|e| e.to_string())?])
+        .map_err(|e| e.to_string())?;
+    for r in ctx.policies.revocations().map_err(|e| e.to_string())? {
+        compiled.revocations_mut().insert(r);
+    }
+    let mut request = Request::new(
+        if aggregate {
+            Action::Aggregate
+        } else {
+            Action::Read
+        },
+        dataset_target(&dataset.record.id),
+        chrono::Utc::now(),
+    );
+    request.principal = Principal {
+        peer: Some(peer),
+        org: organisation,
+        claims: req
+            .user
+            .iter()
+            .map(|u| ("sub".to_owned(), u.clone()))
+            .collect(),
+        roles: req.roles.clone(),
+    };
+    request.purpose = req.purpose.clone();
+    request.query_shape = Some(if aggregate {
+        QueryShape::Aggregate
+    } else {
+        QueryShape::Row
+    });
+    request.group_size = aggregate.then_some(k);
+    request.columns = Some(columns_used(f, &dataset.schema));
+    let decision = decide(&compiled, &request, &UsageCounts(&ctx.policies));
+    let rules = decision.rules.iter().map(ToString::to_string).collect();
+    Ok(match decision.decision {
+        Outcome::Permit => Decided {
+            status: AnswerStatus::Ok,
+            reason: None,
+            rules,
+            k,
+        },
+        other => Decided {
+            status: AnswerStatus::Denied,
+            reason: Some(match other {
+                Outcome::Deny => "a prohibition of the dataset's policy applies".into(),
+                Outcome::Indeterminate => {
+                    "the policy needs a value the request does not carry (e.g. a purpose)".into()
+                }
+                _ => "no permission of the dataset's policy covers this request".into(),
+            }),
+            rules,
+            k,
+        },
+    })
+}
+
+/// Drops groups with fewer than `k` rows; returns the kept batches and how many were dropped.
+fn suppress(batches: Vec<RecordBatch>, k: u64) -> Result<(Vec<RecordBatch>, u64), String> {
+    let mut out = Vec::with_capacity(batches.len());
+    let mut dropped = 0u64;
+    for b in batches {
+        let n = b
+            .column_by_name(GROUP_ROWS)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .ok_or("the group count is missing")?;
+        let keep: BooleanArray = n
+            .iter()
+            .map(|v| Some(v.is_some_and(|v| v >= k as i64)))
+            .collect();
+        dropped += (keep.len() - keep.true_count()) as u64;
+        out.push(arrow::compute::filter_record_batch(&b, &keep).map_err(|e| e.to_string())?);
+    }
+    Ok((out, dropped))
+}
+
+fn ipc(batches: &[RecordBatch], schema: &arrow::datatypes::SchemaRef) -> Result<Vec<u8>, String> {
+    let mut w =
+        arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema).map_err(|e| e.to_string())?;
+    for b in batches {
+        w.write(b).map_err(|e| e.to_string())?;
+        if w.get_ref().len() > MAX_QUERY_RESPONSE_BYTES - 4096 {
+            return Err(format!(
+                "the answer exceeds {MAX_QUERY_RESPONSE_BYTES} bytes; ask for less"
+            ));
+        }
+    }
+    w.finish().map_err(|e| e.to_string())?;
+    w.into_inner().map_err(|e| e.to_string())
+}
+
+/// Answers one request from `peer` (a member; `organisation` from the roster).
+pub async fn answer(
+    ctx: &ProviderContext,
+    peer: PeerId,
+    organisation: Option<String>,
+    req: QueryRequest,
+) -> QueryResponse {
+    respond(ctx, Some((peer, organisation)), req).await
+}
+
+/// Answers a request of this node's own user over its own dataset: the owner's data, so no
+/// policy applies and nothing is audited; the answer is signed like any other.
+pub async fn answer_own(ctx: &ProviderContext, req: QueryRequest) -> QueryResponse {
+    respond(ctx, None, req).await
+}
+
+async fn respond(
+    ctx: &ProviderContext,
+    remote: Option<(PeerId, Option<String>)>,
+    req: QueryRequest,
+) -> QueryResponse {
+    let peer = remote.as_ref().map(|(p, _)| *p);
+    let span = tracing::info_span!("query_answer", peer = ?peer, dataset = %req.dataset);
+    let _enter = span.enter();
+    let mut header = AnswerHeader {
+        query_hash: req.query_hash,
+        dataset: req.dataset.clone(),
+        status: AnswerStatus::Error,
+        reason: None,
+        rules: vec![],
+        rows: 0,
+        suppressed: 0,
+        batches_hash: batches_hash(&[]),
+    };
+    let mut bytes = Vec::new();
+    match run(ctx, remote, &req).await {
+        Ok((decided, answer)) => {
+            header.status = decided.status;
+            header.reason = decided.reason;
+            header.rules = decided.rules;
+            if let Some((rows, suppressed, data)) = answer {
+                header.rows = rows;
+                header.suppressed = suppressed;
+                header.batches_hash = batches_hash(&data);
+                bytes = data;
+            }
+        }
+        Err(message) => header.reason = Some(message),
+    }
+    let decision = match header.status {
+        AnswerStatus::Ok => "permit",
+        AnswerStatus::Denied => "deny",
+        AnswerStatus::Error => "error",
+    };
+    let detail = format!(
+        "{} rows, {} groups suppressed; {}{}",
+        header.rows,
+        header.suppressed,
+        header.reason.clone().unwrap_or_default(),
+        header.rules.join(" ")
+    );
+    if let Some(peer) = peer
+        && let Err(e) =
+            ctx.policies
+                .record(&peer.to_string(), "query", &req.dataset, decision, &detail)
+    {
+        tracing::error!(error = %e, "auditing a query decision failed");
+    }
+    let signed = Signed::sign(&header, &ctx.key)
+        .map(|s| s.to_bytes())
+        .unwrap_or_default();
+    QueryResponse {
+        header: ByteBuf::from(signed),
+        batches: ByteBuf::from(bytes),
+    }
+}
+
+type Answer = Option<(u64, u64, Vec<u8>)>;
+
+async fn run(
+    ctx: &ProviderContext,
+    remote: Option<(PeerId, Option<String>)>,
+    req: &QueryRequest,
+) -> Result<(Decided, Answer), String> {
+    let dataset = ctx
+        .datasets
+        .store()
+        .get(&req.dataset)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no dataset `{}`", req.dataset))?;
+    let policy = ctx
+        .policies
+        .get(&dataset.record.id)
+        .map_err(|e| e.to_string())?;
+    let decided = match (&remote, &policy) {
+        (None, _) => Decided {
+            status: AnswerStatus::Ok,
+            reason: None,
+            rules: vec![],
+            k: 1,
+        },
+        (Some((peer, organisation)), Some(policy)) => {
+            decide_for(ctx, *peer, organisation.clone(), req, &dataset, policy)?
+        }
+        (Some(_), None) => {
+            return Ok((
+                Decided {
+                    status: AnswerStatus::Denied,
+                    reason: Some(
+                        "the dataset has no usage policy, so nothing leaves the node".into(),
+                    ),
+                    rules: vec![],
+                    k: 1,
+                },
+                None,
+            ));
+        }
+    };
+    if decided.status != AnswerStatus::Ok {
+        return Ok((decided, None));
+    }
+    let sql_text = fragment_sql(&req.fragment)?;
+    let path = ctx.datasets.file_path(&dataset);
+    let _permit = ctx.running.acquire().await.map_err(|e| e.to_string())?;
+    let timeout = ctx
+        .timeout
+        .min(Duration::from_millis(req.deadline_ms.max(1)));
+    let run = async {
+        let stream = sql::query_with(&sql_text, ctx.memory_limit, &|_| {
+            Ok(Source::Parquet(path.clone()))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        sql::collect(stream).await.map_err(|e| e.to_string())
+    };
+    let (schema, batches) = tokio::time::timeout(timeout, run).await.map_err(|_| {
+        format!(
+            "the fragment did not finish within {} ms",
+            timeout.as_millis()
+        )
+    })??;
+    let (batches, suppressed) = if req.fragment.is_aggregate() {
+        suppress(batches, decided.k)?
+    } else {
+        (batches, 0)
+    };
+    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let data = ipc(&batches, &schema)?;
+    if remote.is_some()
+        && let Some(id) = policy.as_ref().and_then(|p| policy_id(p).ok())
+    {
+        let _ = ctx.policies.count_use(&id);
+    }
+    Ok((decided, Some((rows, suppressed, data))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allmende_protocol::query::{Aggregate, Condition};
+
+    #[test]
+    fn builds_quoted_sql_from_fragments() {
+        let f = Fragment {
+            aggregates: vec![Aggregate {
+                func: AggregateFn::Sum,
+                column: "no2".into(),
+            }],
+            group_by: vec!["station".into()],
+            filter: vec![Condition {
+                column: "station".into(),
+                op: CompareOp::In,
+                values: vec![Literal::Text("a'; DROP".into())],
+            }],
+            ..Fragment::default()
+        };
+        assert_eq!(
+            fragment_sql(&f).unwrap(),
+            "SELECT \"station\", SUM(\"no2\") AS \"__a0\", COUNT(*) AS \"__n\" FROM t WHERE \"station\" IN ('a''; DROP') GROUP BY \"station\""
+        );
+        let rows = Fragment {
+            columns: vec!["x\"y".into()],
+            order_by: vec![("x\"y".into(), false)],
+            limit: Some(3),
+            ..Fragment::default()
+        };
+        assert_eq!(
+            fragment_sql(&rows).unwrap(),
+            "SELECT \"x\"\"y\" FROM t ORDER BY \"x\"\"y\" DESC LIMIT 3"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! Federated query messages, carried over the request-response protocol
+//! [`crate::version::QUERY`], and the signed receipt an asking node hands its user.
+//!
+//! The asking node sends each provider a [`QueryRequest`]: a restricted SQL fragment over the
+//! provider's dataset (named `t` in the fragment) plus who asks and why. The provider answers
+//! with a [`QueryResponse`]: its signed [`AnswerHeader`] (status, row count, SHA-256 of the
+//! Arrow IPC bytes) and the bytes themselves. A [`Receipt`], signed by the asking node, lists
+//! every provider asked with its signed header, so it can be checked offline.
+
+use libp2p_identity::PeerId;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use sha2::{Digest, Sha256};
+
+use crate::envelope::Signed;
+
+/// Largest query request accepted.
+pub const MAX_QUERY_REQUEST_BYTES: usize = 256 * 1024;
+/// Largest query response accepted (Arrow IPC plus the signed header).
+pub const MAX_QUERY_RESPONSE_BYTES: usize = 32 << 20;
+
+/// A request for one provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueryRequest {
+    /// SHA-256 of the user's whole query text.
+    #[serde(with = "crate::codec::bytes32")]
+    pub query_hash: [u8; 32],
+    /// The provider's dataset id.
+    pub dataset: String,
+    /// What to compute over the dataset.
+    pub fragment: Fragment,
+    /// Why the user asks (an IRI such as `https://w3id.org/dpv#AcademicResearch`).
+    pub purpose: Option<String>,
+    /// The user's roles, as the asking node vouches for them.
+    pub roles: Vec<String>,
+    /// The asking organisation.
+    pub organisation: Option<String>,
+    /// A pseudonymous id of the user.
+    pub user: Option<String>,
+    /// How long the asking node waits, in milliseconds.
+    pub deadline_ms: u64,
+}
+
+/// A literal in a filter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Literal {
+    /// `NULL`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A decimal number.
+    Float(f64),
+    /// A string.
+    Text(String),
+}
+
+/// A comparison operator in a filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompareOp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Neq,
+    /// `<`
+    Lt,
+    /// `<=`
+    Lteq,
+    /// `>`
+    Gt,
+    /// `>=`
+    Gteq,
+    /// `IS NULL` (no values)
+    IsNull,
+    /// `IS NOT NULL` (no values)
+    IsNotNull,
+    /// `IN (values)`
+    In,
+}
+
+/// One filter condition on a column; the conditions of a fragment are and-ed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    /// The column.
+    pub column: String,
+    /// The operator.
+    pub op: CompareOp,
+    /// The operands (one for comparisons, none for null checks, any number for `In`).
+    pub values: Vec<Literal>,
+}
+
+/// An aggregate function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregateFn {
+    /// `COUNT(column)` (non-null values).
+    Count,
+    /// `SUM(column)`.
+    Sum,
+    /// `MIN(column)`.
+    Min,
+    /// `MAX(column)`.
+    Max,
+}
+
+/// One partial aggregate a provider computes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// The function.
+    pub func: AggregateFn,
+    /// The column it aggregates.
+    pub column: String,
+}
+
+/// The plan fragment a provider runs over its dataset: either rows (`columns`, with optional
+/// order and limit) or partial aggregates per group (`aggregates` non-empty). Providers build
+/// the SQL themselves from this structure; no SQL text crosses the network.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fragment {
+    /// Columns to return, for a row query; empty means all.
+    pub columns: Vec<String>,
+    /// Partial aggregates, for an aggregate query; the provider adds the group's row count.
+    pub aggregates: Vec<Aggregate>,
+    /// Grouping columns, for an aggregate query.
+    pub group_by: Vec<String>,
+    /// And-ed filter conditions.
+    pub filter: Vec<Condition>,
+    /// Ordering (column, ascending), for a row query.
+    pub order_by: Vec<(String, bool)>,
+    /// Row limit, for a row query.
+    pub limit: Option<u64>,
+}
+
+impl Fragment {
+    /// Whether the fragment asks for aggregates rather than rows.
+    pub fn is_aggregate(&self) -> bool {
+        !self.aggregates.is_empty() || !self.group_by.is_empty()
+    }
+}
+
+/// The status of one provider's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerStatus {
+    /// Answered.
+    Ok,
+    /// The provider's policy refused.
+    Denied,
+    /// The provider failed or refused the request as malformed.
+    Error,
+}
+
+/// What a provider signs about its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerHeader {
+    /// The query's hash, from the request.
+    #[serde(with = "crate::codec::bytes32")]
+    pub query_hash: [u8; 32],
+    /// The dataset.
+    pub dataset: String,
+    /// The outcome.
+    pub status: AnswerStatus,
+    /// Why, when not `Ok`.
+    pub reason: Option<String>,
+    /// The policy rules that decided.
+    pub rules: Vec<String>,
+    /// Rows returned.
+    pub rows: u64,
+    /// Groups suppressed for being smaller than the minimum group size.
+    pub suppressed: u64,
+    /// SHA-256 of the Arrow IPC bytes.
+    #[serde(with = "crate::codec::bytes32")]
+    pub batches_hash: [u8; 32],
+}
+
+/// A provider's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryResponse {
+    /// The provider-signed [`AnswerHeader`] (COSE_Sign1).
+    pub header: ByteBuf,
+    /// Arrow IPC stream bytes (empty unless `Ok`).
+    pub batches: ByteBuf,
+}
+
+/// The SHA-256 of answer bytes.
+pub fn batches_hash(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The SHA-256 of a query text.
+pub fn query_hash(sql: &str) -> [u8; 32] {
+    Sha256::digest(sql.as_bytes()).into()
+}
+
+/// One provider's line in a receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptLine {
+    /// The provider.
+    #[serde(with = "crate::codec::peer_id")]
+    pub peer: PeerId,
+    /// Its member name in the query.
+    pub member: String,
+    /// `ok`, `denied`, `timeout` or `error`.
+    pub status: String,
+    /// Rows it contributed.
+    pub rows: u64,
+    /// Milliseconds until it answered (or the deadline).
+    pub latency_ms: u64,
+    /// Its signed answer header, when it answered.
+    pub answer: Option<ByteBuf>,
+}
+
+/// What the asking node signs about a federated answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// SHA-256 of the query text.
+    #[serde(with = "crate::codec::bytes32")]
+    pub query_hash: [u8; 32],
+    /// The query text.
+    pub sql: String,
+    /// When it was asked, RFC 3339.
+    pub issued: String,
+    /// Every provider asked.
+    pub providers: Vec<ReceiptLine>,
+}
+
+/// Why a receipt does not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiptError {
+    /// The receipt or a header does not decode or verify.
+    #[error("invalid envelope: {0}")]
+    Envelope(#[from] crate::envelope::OpenError),
+    /// A header does not match its line.
+    #[error("the answer of `{peer}` does not match the receipt: {reason}")]
+    Mismatch {
+        /// The provider.
+        peer: PeerId,
+        /// What differs.
+        reason: &'static str,
+    },
+}
+
+/// Verifies a signed receipt and every provider header in it; returns the receipt.
+pub fn verify_receipt(bytes: &[u8]) -> Result<Signed<Receipt>, ReceiptError> {
+    let receipt: Signed<Receipt> = Signed::from_bytes(bytes, MAX_QUERY_REQUEST_BYTES * 16)?;
+    let r = receipt.payload();
+    if r.query_hash != query_hash(&r.sql) {
+        return Err(ReceiptError::Mismatch {
+            peer: receipt.signer(),
+            reason: "the query hash is not the hash of the query",
+        });
+    }
+    for line in &r.providers {
+        let Some(answer) = &line.answer else {
+            if line.status == "ok" {
+                return Err(ReceiptError::Mismatch {
+                    peer: line.peer,
+                    reason: "an ok line has no answer",
+                });
+            }
+            continue;
+        };
+        let header: Signed<AnswerHeader> = Signed::from_bytes(answer, MAX_QUERY_REQUEST_BYTES)?;
+        let h = header.payload();
+        let mismatch = |reason| ReceiptError::Mismatch {
+            peer: line.peer,
+            reason,
+        };
+        if header.signer() != line.peer {
+            return Err(mismatch("the answer is signed by another peer"));
+        }
+        if h.query_hash != r.query_hash {
+            return Err(mismatch("the answer is for another query"));
+        }
+        let status = match h.status {
+            AnswerStatus::Ok => "ok",
+            AnswerStatus::Denied => "denied",
+            AnswerStatus::Error => "error",
+        };
+        if status != line.status {
+            return Err(mismatch("the status differs"));
+        }
+        if h.status == AnswerStatus::Ok && h.rows != line.rows {
+            return Err(mismatch("the row count differs"));
+        }
+    }
+    Ok(receipt)
+}
