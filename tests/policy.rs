@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use allmende_e2e::{TestNode, allmende};
+use allmende_e2e::{TestNode, allmende, federate};
 use serde_json::Value;
 
 fn data(name: &str) -> PathBuf {
@@ -106,49 +106,13 @@ fn policy_check_and_evaluate_run_locally_with_stable_json() {
     );
 }
 
-/// Forms a federation of `nodes` through the CLI.
-fn federate(nodes: &[&TestNode]) {
-    let dir = nodes[0].dir.path();
-    let cards: Vec<PathBuf> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let card = dir.join(format!("card{i}.json"));
-            n.ok(&["federation", "card", "-o", path(&card)]);
-            card
-        })
-        .collect();
-    let roster = dir.join("roster.hex");
-    let mut args = vec!["federation", "create", "--id", "test", "-o", path(&roster)];
-    for c in &cards[1..] {
-        args.extend(["--card", path(c)]);
-    }
-    nodes[0].ok(&args);
-    for n in &nodes[1..] {
-        n.ok(&["federation", "sign", path(&roster)]);
-    }
-    for n in nodes {
-        n.ok(&["federation", "apply", path(&roster)]);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while nodes.iter().any(|n| {
-        n.get("/api/v1/federation")["connected"]
-            .as_array()
-            .map_or(0, Vec::len)
-            < nodes.len() - 1
-    }) {
-        assert!(Instant::now() < deadline, "members did not connect");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn members_negotiate_agreements_and_every_decision_is_audited() {
     let mut provider = TestNode::init("Stadt Würzburg", "09663");
     let mut consumer = TestNode::init("Stadt Münster", "05515");
     provider.start();
     consumer.start();
-    federate(&[&provider, &consumer]);
+    federate(&[&provider, &consumer], "test");
 
     let csv = provider.dir.path().join("air.csv");
     allmende(&[

@@ -243,3 +243,47 @@ impl Drop for TestNode {
         }
     }
 }
+
+/// Forms a federation `id` of `nodes` through the CLI (cards, `create` on the first, `sign` on
+/// the others, `apply` everywhere) and waits until every member is connected to every other.
+pub fn federate(nodes: &[&TestNode], id: &str) {
+    let dir = nodes[0].dir.path();
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let cards: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let card = path(&dir.join(format!("card{i}.json")));
+            n.ok(&["federation", "card", "-o", &card]);
+            card
+        })
+        .collect();
+    let roster = path(&dir.join("roster.hex"));
+    let mut args = vec!["federation", "create", "--id", id, "-o", &roster];
+    for c in &cards[1..] {
+        args.extend(["--card", c.as_str()]);
+    }
+    nodes[0].ok(&args);
+    for n in &nodes[1..] {
+        n.ok(&["federation", "sign", &roster]);
+    }
+    for n in nodes {
+        n.ok(&["federation", "apply", &roster]);
+    }
+    poll(
+        "every member connected",
+        Duration::from_secs(20),
+        || {
+            nodes
+                .iter()
+                .all(|n| {
+                    n.get("/api/v1/federation")["connected"]
+                        .as_array()
+                        .map_or(0, Vec::len)
+                        >= nodes.len() - 1
+                })
+                .then_some(())
+        },
+        || String::new(),
+    );
+}

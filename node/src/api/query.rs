@@ -44,7 +44,7 @@ impl From<QueryError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "no-providers", e.to_string())
             }
             QueryError::Incomplete(_) => {
-                Self::new(StatusCode::BAD_GATEWAY, "incomplete", e.to_string())
+                Self::new(StatusCode::FAILED_DEPENDENCY, "incomplete", e.to_string())
             }
             QueryError::Sql(inner) => inner.into(),
             QueryError::Federation(inner) => inner.into(),

@@ -1,0 +1,396 @@
+//! Black-box tests of federated SQL with three real node processes and known data: every
+//! federated answer equals the same SQL run by one DataFusion over the union of the permitted
+//! data; each provider enforces its own policy (columns, aggregate-only with a minimum group
+//! size, purpose); attempts around a policy are refused or suppressed; a stopped provider costs
+//! at most the deadline; receipts verify offline.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use allmende_e2e::{TestNode, allmende, federate, poll};
+use serde_json::{Value, json};
+
+const RESEARCH: &str = "https://w3id.org/dpv#AcademicResearch";
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A city with a generated air-quality dataset (2 days, 3 stations) under `policy`.
+fn city(name: &str, key: &str, ip: &str, policy: &str) -> (TestNode, PathBuf) {
+    let mut node = TestNode::init_at(
+        name,
+        key,
+        ip,
+        &[
+            "--sync-interval-ms",
+            "500",
+            "--contact-email",
+            "daten@example.org",
+        ],
+    );
+    node.start();
+    let csv = node.dir.path().join("air.csv");
+    allmende(&[
+        "sample",
+        "air-quality",
+        "--district-key",
+        key,
+        "--days",
+        "2",
+        "--stations",
+        "3",
+        "-o",
+        path(&csv),
+    ]);
+    node.ok(&[
+        "dataset",
+        "import",
+        path(&csv),
+        "--slug",
+        "air",
+        "--title",
+        &format!("Luftqualität {name}"),
+        "--description",
+        "Stündliche NO2- und PM10-Werte",
+        "--license",
+        "dl-by-de/2.0",
+        "--theme",
+        "ENVI",
+        "--conforms-to",
+        "urn:allmende:schema:air_quality_hourly:1",
+    ]);
+    node.ok(&["policy", "attach", "air", path(&data(policy))]);
+    (node, csv)
+}
+
+fn query(node: &TestNode, body: Value) -> (u16, Value) {
+    node.post("/api/v1/query", &body)
+}
+
+fn status_of<'a>(answer: &'a Value, member: &str) -> &'a Value {
+    answer["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|x| x["member"] == member))
+        .unwrap_or_else(|| panic!("no member `{member}` in {answer}"))
+}
+
+/// Compares row sets: equal strings and integers, floats within 1e-9 (relative).
+fn assert_rows_equal(got: &Value, want: &Value, what: &str) {
+    let (g, w) = (
+        got.as_array().expect("rows"),
+        want.as_array().expect("rows"),
+    );
+    assert_eq!(
+        g.len(),
+        w.len(),
+        "{what}: {} rows, expected {}",
+        g.len(),
+        w.len()
+    );
+    for (a, b) in g.iter().zip(w) {
+        let (a, b) = (a.as_object().expect("row"), b.as_object().expect("row"));
+        assert_eq!(a.len(), b.len(), "{what}: columns differ: {a:?} vs {b:?}");
+        for (k, va) in a {
+            let vb = &b[k.trim_start_matches('_')];
+            let vb = if vb.is_null() { &b[k.as_str()] } else { vb };
+            match (va.as_f64(), vb.as_f64()) {
+                (Some(x), Some(y)) if va.is_f64() || vb.is_f64() => {
+                    assert!(
+                        (x - y).abs() <= 1e-9 * y.abs().max(1.0),
+                        "{what}: {k}: {x} vs {y}"
+                    );
+                }
+                _ => assert_eq!(va, vb, "{what}: column {k}"),
+            }
+        }
+    }
+}
+
+/// The expected answer: the same SQL over one table holding the union of the permitted data.
+fn expected(asker: &TestNode, union: &str, sql: &str) -> Value {
+    let local = sql
+        .replace(
+            "FROM federation.air_quality_hourly",
+            &format!("FROM {union}"),
+        )
+        .replace("FROM muenster.air", &format!("FROM {union}"))
+        .replace("_member", "member");
+    let out = asker.cli(&["sql", &local, "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{local}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Writes the union of `parts` (member name, CSV) with a `member` column.
+fn union_csv(parts: &[(&str, &Path)], out: &Path) {
+    let mut text = String::new();
+    for (i, (member, csv)) in parts.iter().enumerate() {
+        for (j, line) in std::fs::read_to_string(csv)
+            .expect("csv")
+            .lines()
+            .enumerate()
+        {
+            if j == 0 {
+                if i == 0 {
+                    text.push_str(&format!("member,{line}\n"));
+                }
+                continue;
+            }
+            text.push_str(&format!("{member},{line}\n"));
+        }
+    }
+    std::fs::write(out, text).expect("write union");
+}
+
+#[test]
+fn federated_sql_across_three_cities() {
+    let (muenster, ms_csv) = city("Stadt Münster", "05515", "127.0.0.21", "offer-open.jsonld");
+    let (gladbach, mg_csv) = city(
+        "Stadt Mönchengladbach",
+        "05116",
+        "127.0.0.22",
+        "offer-columns.jsonld",
+    );
+    let (mut wuerzburg, wue_csv) = city(
+        "Stadt Würzburg",
+        "09663",
+        "127.0.0.23",
+        "offer-aggregate-k5.jsonld",
+    );
+    federate(&[&muenster, &gladbach, &wuerzburg], "regio");
+    for n in [&muenster, &gladbach, &wuerzburg] {
+        n.ok(&["dataset", "publish", "air"]);
+    }
+    poll(
+        "catalog replicated",
+        Duration::from_secs(20),
+        || (muenster.get("/api/v1/catalog?theme=ENVI")["total"] == 3).then_some(()),
+        || muenster.get("/api/v1/catalog?theme=ENVI").to_string(),
+    );
+
+    // Reference tables on the asking node: all three cities, and those that allow rows.
+    let dir = muenster.dir.path();
+    let all = dir.join("all.csv");
+    union_csv(
+        &[
+            ("moenchengladbach", &mg_csv),
+            ("muenster", &ms_csv),
+            ("wuerzburg", &wue_csv),
+        ],
+        &all,
+    );
+    muenster.ok(&["dataset", "import", path(&all), "--slug", "ref_all"]);
+    let rows_ok = dir.join("rows.csv");
+    union_csv(
+        &[("moenchengladbach", &mg_csv), ("muenster", &ms_csv)],
+        &rows_ok,
+    );
+    muenster.ok(&["dataset", "import", path(&rows_ok), "--slug", "ref_rows"]);
+
+    // 1. An aggregate over every city, with the purpose Würzburg requires: exact.
+    let sql = "SELECT _member, station, COUNT(*) AS n, SUM(no2_ugm3) AS s, MIN(pm10_ugm3) AS lo, \
+               MAX(no2_ugm3) AS hi, AVG(no2_ugm3) AS mean FROM federation.air_quality_hourly \
+               WHERE station <> 'none' GROUP BY _member, station ORDER BY _member, station";
+    let (status, answer) = query(&muenster, json!({ "sql": sql, "purpose": RESEARCH }));
+    assert_eq!(status, 200, "{answer}");
+    // Mönchengladbach's policy does not allow pm10: denied, and its rows are missing.
+    assert_eq!(status_of(&answer, "moenchengladbach")["status"], "denied");
+    assert_eq!(status_of(&answer, "wuerzburg")["status"], "ok");
+    assert_eq!(status_of(&answer, "muenster")["status"], "ok");
+    let sql_no_pm10 = sql.replace("MIN(pm10_ugm3)", "MIN(no2_ugm3)");
+    let (_, answer) = query(
+        &muenster,
+        json!({ "sql": sql_no_pm10, "purpose": RESEARCH, "require_all": true }),
+    );
+    assert_rows_equal(
+        &answer["rows"],
+        &expected(&muenster, "ref_all", &sql_no_pm10),
+        "aggregate over all",
+    );
+    assert_eq!(answer["rows"].as_array().map(Vec::len), Some(9));
+
+    // 2. Rows: Würzburg gives aggregates only; the others' rows equal the reference exactly.
+    let rows_sql = "SELECT _member, station, timestamp, no2_ugm3 FROM federation.air_quality_hourly \
+                    WHERE no2_ugm3 > 30 ORDER BY _member, timestamp, station";
+    let (status, answer) = query(&muenster, json!({ "sql": rows_sql }));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status_of(&answer, "wuerzburg")["status"], "denied");
+    assert_rows_equal(
+        &answer["rows"],
+        &expected(&muenster, "ref_rows", rows_sql),
+        "rows",
+    );
+
+    // 3. Ways around a policy.
+    for (sql, member) in [
+        (
+            "SELECT pm10_ugm3 AS harmless FROM moenchengladbach.air",
+            "moenchengladbach",
+        ),
+        (
+            "SELECT pm10_ugm3 * 1 AS x FROM moenchengladbach.air",
+            "moenchengladbach",
+        ),
+        (
+            "SELECT station FROM moenchengladbach.air WHERE pm10_ugm3 > 0",
+            "moenchengladbach",
+        ),
+        ("SELECT station, no2_ugm3 FROM wuerzburg.air", "wuerzburg"),
+    ] {
+        let (status, answer) = query(&muenster, json!({ "sql": sql, "purpose": RESEARCH }));
+        assert_eq!(status, 200, "{sql}: {answer}");
+        assert_eq!(
+            status_of(&answer, member)["status"],
+            "denied",
+            "{sql}: {answer}"
+        );
+        assert_eq!(answer["rows"], json!([]), "{sql}");
+    }
+    // Grouping by a unique key: every group has one row, below k = 5, so all are suppressed.
+    let (_, answer) = query(
+        &muenster,
+        json!({
+            "sql": "SELECT station, timestamp, COUNT(*) AS n FROM wuerzburg.air GROUP BY station, timestamp",
+            "purpose": RESEARCH,
+        }),
+    );
+    let w = status_of(&answer, "wuerzburg");
+    assert_eq!(
+        (
+            w["status"].as_str(),
+            w["rows"].as_u64(),
+            w["suppressed"].as_u64()
+        ),
+        (Some("ok"), Some(0), Some(144))
+    );
+    // Differencing needs filters that cut groups: refused for a non-grouping column.
+    let (_, answer) = query(
+        &muenster,
+        json!({
+            "sql": "SELECT station, COUNT(*) AS n FROM wuerzburg.air WHERE no2_ugm3 > 50 GROUP BY station",
+            "purpose": RESEARCH,
+        }),
+    );
+    assert_eq!(status_of(&answer, "wuerzburg")["status"], "denied");
+    assert!(
+        status_of(&answer, "wuerzburg")["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("grouping column")
+    );
+    // Without the purpose the policy asks for: denied.
+    let (_, answer) = query(
+        &muenster,
+        json!({ "sql": "SELECT COUNT(*) AS n FROM wuerzburg.air" }),
+    );
+    assert_eq!(status_of(&answer, "wuerzburg")["status"], "denied");
+
+    // 4. Bad queries: clear errors, nothing asked.
+    for (sql, code) in [
+        ("SELEC 1", 400),
+        ("SELECT * FROM nowhere.air", 404),
+        ("SELECT * FROM federation.no_such_kind", 404),
+        (
+            "SELECT a.station FROM muenster.air a JOIN wuerzburg.air b ON a.station = b.station",
+            400,
+        ),
+        (
+            "SELECT * FROM muenster.air WHERE station IN (SELECT station FROM wuerzburg.air)",
+            400,
+        ),
+        ("DROP TABLE muenster.air", 400),
+    ] {
+        let (status, body) = query(&muenster, json!({ "sql": sql }));
+        assert_eq!(status, code, "{sql}: {body}");
+        assert!(body["detail"].is_string(), "{sql}: {body}");
+    }
+
+    // 5. A stopped provider costs at most the deadline; require_all turns it into an error.
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(wuerzburg.pid(), libc::SIGSTOP) };
+    let started = Instant::now();
+    let (status, answer) = query(
+        &muenster,
+        json!({ "sql": sql_no_pm10, "purpose": RESEARCH, "deadline_ms": 1000 }),
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status_of(&answer, "wuerzburg")["status"], "timeout");
+    assert_eq!(status_of(&answer, "muenster")["status"], "ok");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    let (status, body) = query(
+        &muenster,
+        json!({ "sql": sql_no_pm10, "purpose": RESEARCH, "deadline_ms": 500, "require_all": true }),
+    );
+    assert_eq!(status, 424, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("wuerzburg timeout"),
+        "{body}"
+    );
+    unsafe { libc::kill(wuerzburg.pid(), libc::SIGCONT) };
+
+    // 6. Receipts verify offline, and a changed one does not.
+    let receipt = dir.join("receipt.hex");
+    let out = muenster.cli(&[
+        "query",
+        &sql_no_pm10,
+        "--purpose",
+        RESEARCH,
+        "--receipt",
+        path(&receipt),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified = allmende(&["receipt", "verify", path(&receipt)]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let mut bytes = hex_decode(std::fs::read_to_string(&receipt).expect("receipt").trim());
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&receipt, hex_encode(&bytes)).expect("write");
+    assert!(
+        !allmende(&["receipt", "verify", path(&receipt)])
+            .status
+            .success()
+    );
+
+    // Every decision is in the providers' audit logs.
+    assert!(
+        wuerzburg.get("/api/v1/audit")["size"]
+            .as_u64()
+            .expect("size")
+            >= 8
+    );
+    assert!(wuerzburg.ok(&["audit", "verify"]).contains("intact"));
+    wuerzburg.stop(libc::SIGTERM, Duration::from_secs(10));
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
