@@ -99,6 +99,7 @@ async fn run(
         let rows: serde_json::Value =
             serde_json::from_slice(&body_bytes).map_err(ApiError::internal)?;
         let doc = json!({
+            "columns": answer.schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>(),
             "rows": rows,
             "members": answer.members,
             "receipt": receipt,

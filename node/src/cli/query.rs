@@ -49,12 +49,12 @@ fn cell(v: &Value) -> String {
     }
 }
 
-fn print_table(rows: &[Value]) {
-    let Some(first) = rows.first().and_then(Value::as_object) else {
+fn print_table(columns: &[String], rows: &[Value]) {
+    if rows.is_empty() {
         println!("(no rows)");
         return;
-    };
-    let cols: Vec<&String> = first.keys().collect();
+    }
+    let cols: Vec<&String> = columns.iter().collect();
     let widths: Vec<usize> = cols
         .iter()
         .map(|c| {
@@ -107,7 +107,13 @@ pub(super) async fn run(client: Client, a: &QueryArgs) -> anyhow::Result<ExitCod
         "json" => println!("{}", serde_json::to_string_pretty(&v)?),
         "table" => {
             let rows = v["rows"].as_array().cloned().unwrap_or_default();
-            print_table(&rows);
+            let columns: Vec<String> = v["columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect();
+            print_table(&columns, &rows);
             println!(
                 "{} row{}",
                 rows.len(),
