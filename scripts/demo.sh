@@ -83,13 +83,13 @@ check "Münster's districts table has 401 rows" sh -c "'$bin' --data-dir '$work/
 
 step "usage policies, signed by each city: open data, except Würzburg's air quality (aggregates only, k ≥ 5, research)"
 for i in 0 1 2; do
-  cli "$i" policy attach traffic tests/data/offer-open.jsonld >/dev/null
-  policy=tests/data/offer-open.jsonld
-  [ "$i" = 2 ] && policy=tests/data/offer-aggregate-k5.jsonld
+  cli "$i" policy attach traffic data/policies/offer-open.jsonld >/dev/null
+  policy=data/policies/offer-open.jsonld
+  [ "$i" = 2 ] && policy=data/policies/offer-aggregate-k5.jsonld
   cli "$i" policy attach air "$policy" >/dev/null
   cli "$i" dataset publish traffic >/dev/null && cli "$i" dataset publish air >/dev/null
 done
-cat tests/data/offer-aggregate-k5.jsonld
+cat data/policies/offer-aggregate-k5.jsonld
 for _ in $(seq 100); do
   [ "$(cli 0 catalog search --json --theme ENVI | grep -o '"total": [0-9]*')" = '"total": 3' ] && break; sleep 0.1
 done

@@ -12,12 +12,6 @@ use serde_json::{Value, json};
 
 const RESEARCH: &str = "https://w3id.org/dpv#AcademicResearch";
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(name)
-}
-
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -66,7 +60,10 @@ fn city(name: &str, key: &str, ip: &str, policy: &str) -> (TestNode, PathBuf) {
         "--conforms-to",
         "urn:allmende:schema:air_quality_hourly:1",
     ]);
-    node.ok(&["policy", "attach", "air", path(&data(policy))]);
+    let policy_file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/policies")
+        .join(policy);
+    node.ok(&["policy", "attach", "air", path(&policy_file)]);
     (node, csv)
 }
 
