@@ -102,6 +102,8 @@ fn build_swarm(key: &SigningKey, config: &P2pConfig) -> Result<Swarm<Behaviour>,
             )?;
             let mut kad_config = kad::Config::new(StreamProtocol::new(KADEMLIA));
             kad_config.set_query_timeout(Duration::from_secs(10));
+            // Bootstrapped from the roster when it changes, not on a timer before peers exist.
+            kad_config.set_periodic_bootstrap_interval(None);
             let mut kad = kad::Behaviour::with_config(
                 peer_id,
                 kad::store::MemoryStore::new(peer_id),
@@ -396,6 +398,9 @@ impl Network {
                     self.swarm.behaviour_mut().kad.add_address(&m.peer_id, a);
                 }
             }
+        }
+        if !self.allowed.is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
         self.dial_members();
     }
