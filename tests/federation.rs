@@ -508,12 +508,7 @@ fn a_member_removed_by_majority_is_disconnected_and_hidden() {
 
 /// (c, second half) A member added by a signed proposal receives the roster and the whole
 /// catalog, and its own entries reach the others.
-///
-/// Fails today: a node without a roster accepts only a founding roster (version 1) through
-/// `apply`, and its empty allow-list refuses the members that would sync the successor to it,
-/// so an added node can never join. Run with `--ignored` to see it.
 #[test]
-#[ignore = "node bug: an added member cannot install a roster of version > 1 (see the doc comment)"]
 fn a_member_added_by_majority_receives_roster_and_catalog() {
     let a = Member::start(4, 2, "Stadt Münster");
     let b = Member::start(4, 3, "Kreis Steinfurt");
@@ -627,11 +622,7 @@ fn a_node_outside_the_roster_cannot_connect() {
 
 /// German compounds are found by their parts: "zählung" finds "Verkehrszählungen". One node
 /// suffices (its own published entries are searchable).
-///
-/// Fails today: the German analyzer stems whole tokens (`verkehrszählungen` → `verkehrszahl`)
-/// and does not split compounds, so only `verkehrszählung` finds it. Run with `--ignored`.
 #[test]
-#[ignore = "node limitation: catalog search does not split German compounds"]
 fn german_compounds_are_found_by_their_parts() {
     let a = Member::start(6, 2, "Stadt Münster");
     a.publish(

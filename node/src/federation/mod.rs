@@ -607,12 +607,36 @@ impl Federation {
         }
         match self.signed_roster() {
             None => {
-                roster.verify_founding()?;
                 if !roster.roster().contains(&self.peer_id) {
                     return Err(FederationError::Invalid(
                         "this node is not a member of that roster".into(),
                     ));
                 }
+                if roster.roster().version > 1 {
+                    // A node joining an existing federation has no earlier version to check
+                    // the chain against: its operator vouches for the roster by applying it
+                    // (as founders vouch for the founding roster), and it must carry the
+                    // signatures of enough of the other members it lists.
+                    let signers = roster.signers()?;
+                    let r = roster.roster();
+                    let have = signers
+                        .iter()
+                        .filter(|p| r.contains(p) && **p != self.peer_id)
+                        .count();
+                    // The previous version is unknown here; its members are at most the
+                    // others listed, so ask for its threshold (default: a majority) of those.
+                    let others = r.members.len().saturating_sub(1).max(1);
+                    let need = match r.threshold {
+                        Some(k) => (k as usize).clamp(1, others),
+                        None => others / 2 + 1,
+                    };
+                    if have < need {
+                        return Err(RosterError::NotEnoughSignatures { have, need }.into());
+                    }
+                    self.install(roster)?;
+                    return self.roster_changed().await;
+                }
+                roster.verify_founding()?;
             }
             Some(current) => roster.verify_successor(&current)?,
         }

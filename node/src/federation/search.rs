@@ -18,7 +18,7 @@ use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
+    Language, LowerCaser, NgramTokenizer, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 
@@ -93,6 +93,7 @@ struct Fields {
     key: Field,
     text_de: Field,
     text_en: Field,
+    text_ngram: Field,
     theme: Field,
     district: Field,
     format: Field,
@@ -142,6 +143,7 @@ impl CatalogIndex {
             key: b.add_text_field("key", STRING),
             text_de: b.add_text_field("text_de", stemmed("de_stem")),
             text_en: b.add_text_field("text_en", stemmed("en_stem")),
+            text_ngram: b.add_text_field("text_ngram", stemmed("ngram4")),
             theme: b.add_text_field("theme", STRING | STORED),
             district: b.add_text_field("district", STRING | STORED),
             format: b.add_text_field("format", STRING | STORED),
@@ -159,6 +161,11 @@ impl CatalogIndex {
         index
             .tokenizers()
             .register("en_stem", analyzer(Language::English));
+        // 4-grams find parts of German compounds: `zählung` in `Verkehrszählungen`.
+        let ngram = NgramTokenizer::new(4, 4, false).map_err(SearchError::from)?;
+        index
+            .tokenizers()
+            .register("ngram4", TextAnalyzer::builder(ngram).filter(LowerCaser).build());
         let writer = index.writer_with_num_threads(1, 15_000_000)?;
         let reader = index
             .reader_builder()
@@ -189,6 +196,7 @@ impl CatalogIndex {
             doc.add_text(f.key, &key);
             doc.add_text(f.text_de, &text);
             doc.add_text(f.text_en, &text);
+            doc.add_text(f.text_ngram, &text);
             for t in &d.themes {
                 doc.add_text(f.theme, t);
             }
@@ -224,7 +232,9 @@ impl CatalogIndex {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            let mut parser = QueryParser::for_index(&self.index, vec![f.text_de, f.text_en]);
+            let mut parser =
+                QueryParser::for_index(&self.index, vec![f.text_de, f.text_en, f.text_ngram]);
+            parser.set_field_boost(f.text_ngram, 0.3);
             parser.set_conjunction_by_default();
             let (parsed, _errors) = parser.parse_query_lenient(q);
             clauses.push((Occur::Must, parsed));
