@@ -63,7 +63,8 @@ impl Client {
             return self;
         };
         value.set_sensitive(true);
-        let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
         if let Ok(http) = reqwest::Client::builder().default_headers(headers).build() {
             self.http = http;
         }

@@ -408,7 +408,10 @@ impl Config {
         set_opt(&mut self.auth.issuer, &o.oidc_issuer);
         set_opt(&mut self.auth.audience, &o.oidc_audience);
         set_opt(&mut self.auth.client_id, &o.oidc_client_id);
-        set_opt(&mut self.auth.client_secret_file, &o.oidc_client_secret_file);
+        set_opt(
+            &mut self.auth.client_secret_file,
+            &o.oidc_client_secret_file,
+        );
         set(&mut self.auth.roles_claim, &o.roles_claim);
         set(&mut self.auth.production, &o.production);
         set(

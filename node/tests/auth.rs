@@ -45,7 +45,9 @@ impl Idp {
             .status()
             .is_ok_and(|s| s.success());
         if !has_node {
-            eprintln!("SKIPPED {test}: `node` is not installed (the test OpenID provider needs it)");
+            eprintln!(
+                "SKIPPED {test}: `node` is not installed (the test OpenID provider needs it)"
+            );
             return None;
         }
         if !dir.join("node_modules/oidc-provider").exists() {
@@ -349,7 +351,10 @@ async fn a_token_for_another_audience_is_refused() {
     let idp = idp_or_skip!("a_token_for_another_audience_is_refused");
     let node = node(Some(&idp), |_| {});
     let other = token_from(&idp.issuer, "viewer", Some("urn:another-service")).await;
-    assert_401(&node.get("/api/v1/datasets", Some(&other)).await, "audience");
+    assert_401(
+        &node.get("/api/v1/datasets", Some(&other)).await,
+        "audience",
+    );
 }
 
 #[tokio::test]
@@ -358,7 +363,10 @@ async fn a_token_from_another_issuer_is_refused() {
     let node = node(Some(&idp), |_| {});
     // The other issuer signs with the same keys: only the issuer check can catch it.
     let foreign = token_from(&idp.other_issuer, "admin", None).await;
-    assert_401(&node.get("/api/v1/datasets", Some(&foreign)).await, "issuer");
+    assert_401(
+        &node.get("/api/v1/datasets", Some(&foreign)).await,
+        "issuer",
+    );
 }
 
 #[tokio::test]
@@ -409,7 +417,10 @@ async fn an_unknown_key_id_refetches_the_jwks_once_then_is_refused() {
     let oidc = node.state.auth.oidc().unwrap();
     assert_eq!(oidc.jwks_refreshes(), 0);
     let unknown = with_header(&token, |h| h["kid"] = json!("no-such-key"));
-    assert_401(&node.get("/api/v1/datasets", Some(&unknown)).await, "key id");
+    assert_401(
+        &node.get("/api/v1/datasets", Some(&unknown)).await,
+        "key id",
+    );
     assert_eq!(oidc.jwks_refreshes(), 1);
     // A second unknown key id right away does not make the node fetch again.
     let unknown2 = with_header(&token, |h| h["kid"] = json!("another-unknown-key"));
@@ -517,7 +528,13 @@ async fn repeated_failures_are_rate_limited_per_address() {
     assert!(limited.headers.contains_key(header::RETRY_AFTER));
     // Even the right token waits, from that address; other addresses are unaffected.
     let right = node
-        .call_from(attacker, Method::GET, "/api/v1/datasets", Some(&admin), None)
+        .call_from(
+            attacker,
+            Method::GET,
+            "/api/v1/datasets",
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
     let other = node
@@ -628,12 +645,7 @@ async fn sign_in_at_provider(start: &str, login: &str) -> String {
             "login" => vec![("prompt", "login"), ("login", login), ("password", "x")],
             other => vec![("prompt", other)],
         };
-        response = http
-            .post(target.clone())
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        response = http.post(target.clone()).form(&form).send().await.unwrap();
         url = target;
     }
     panic!("the provider did not redirect back to the node");
@@ -704,9 +716,7 @@ async fn the_authorization_code_flow_with_pkce_signs_a_user_in() {
     assert_eq!(replay.status, StatusCode::BAD_REQUEST);
     assert_eq!(replay.body["type"], "urn:allmende:problem:login-failed");
     // A forged state fails too.
-    let forged = node
-        .get("/auth/callback?code=abc&state=forged", None)
-        .await;
+    let forged = node.get("/auth/callback?code=abc&state=forged", None).await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST);
 }
 

@@ -206,7 +206,11 @@ pub fn http() -> reqwest::blocking::Client {
         .expect("header value");
     auth.set_sensitive(true);
     reqwest::blocking::Client::builder()
-        .default_headers([(reqwest::header::AUTHORIZATION, auth)].into_iter().collect())
+        .default_headers(
+            [(reqwest::header::AUTHORIZATION, auth)]
+                .into_iter()
+                .collect(),
+        )
         .timeout(Duration::from_secs(10))
         .build()
         .expect("HTTP client")
@@ -284,6 +288,6 @@ pub fn federate(nodes: &[&TestNode], id: &str) {
                 })
                 .then_some(())
         },
-        || String::new(),
+        String::new,
     );
 }

@@ -184,7 +184,10 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let dataset = find(&state, id.clone()).await?;
     super::federation::republish(&state, &dataset, true).await;
-    state.policies.detach(&dataset.record.id).map_err(ApiError::from)?;
+    state
+        .policies
+        .detach(&dataset.record.id)
+        .map_err(ApiError::from)?;
     let datasets = state.datasets.clone();
     blocking(move || Ok(datasets.delete(&id)?)).await?;
     Ok(StatusCode::NO_CONTENT)

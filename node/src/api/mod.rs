@@ -19,9 +19,9 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::datasets::Datasets;
 use crate::federation::Federation;
+use crate::identity::Identity;
 use crate::policies::Policies;
 use crate::query::provider::ProviderContext;
-use crate::identity::Identity;
 
 pub use error::ApiError;
 

@@ -38,7 +38,9 @@ impl ClaimRules {
             mapping.insert(claim_value.clone(), role);
         }
         if config.roles_claim.trim().is_empty() {
-            return Err(AuthError::Config("auth.roles_claim must not be empty".into()));
+            return Err(AuthError::Config(
+                "auth.roles_claim must not be empty".into(),
+            ));
         }
         Ok(Self {
             roles_path: split(&config.roles_claim),

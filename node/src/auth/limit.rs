@@ -33,9 +33,7 @@ impl FailureLimiter {
         if let Some((start, count)) = failures.get(&ip) {
             let age = start.elapsed();
             if age < self.window && *count >= self.max {
-                return Err(AuthError::RateLimited(
-                    (self.window - age).as_secs().max(1),
-                ));
+                return Err(AuthError::RateLimited((self.window - age).as_secs().max(1)));
             }
         }
         Ok(())

@@ -250,9 +250,10 @@ impl AuthError {
     }
 }
 
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let (status, kind) = match &self {
+impl AuthError {
+    /// The HTTP status and problem kind of this error.
+    pub fn status_and_kind(&self) -> (StatusCode, &'static str) {
+        match self {
             AuthError::Missing => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AuthError::Invalid(_) => (StatusCode::UNAUTHORIZED, "invalid-token"),
             AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -263,7 +264,13 @@ impl IntoResponse for AuthError {
             AuthError::Config(_) | AuthError::Io { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_kind();
         if matches!(self, AuthError::Unavailable(_)) {
             tracing::warn!(error = %self, "authentication could not be checked");
         }
@@ -300,11 +307,10 @@ impl IntoResponse for AuthError {
 }
 
 impl From<AuthError> for ApiError {
+    /// The same status and kind, without the `WWW-Authenticate` and `Retry-After` headers.
     fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Config(_) | AuthError::Io { .. } => ApiError::internal(e),
-            other => ApiError::new(StatusCode::BAD_REQUEST, "auth", other.to_string()),
-        }
+        let (status, kind) = e.status_and_kind();
+        ApiError::new(status, kind, e.to_string())
     }
 }
 
@@ -364,7 +370,13 @@ impl Auth {
         let mut hasher = Sha256::new();
         hasher.update(b"allmende/auth/pseudonym/v1");
         hasher.update(identity.signing_key().to_bytes());
-        Self::build(a, &config.name, local, hasher.finalize().into(), &config.public_url())
+        Self::build(
+            a,
+            &config.name,
+            local,
+            hasher.finalize().into(),
+            &config.public_url(),
+        )
     }
 
     /// An `Auth` that accepts only the local admin token `token` (no OpenID provider), for
@@ -398,10 +410,7 @@ impl Auth {
             rules: claims::ClaimRules::new(a)?,
             organisation: organisation.to_owned(),
             pseudonym_key,
-            limiter: limit::FailureLimiter::new(
-                a.max_failures_per_minute,
-                Duration::from_secs(60),
-            ),
+            limiter: limit::FailureLimiter::new(a.max_failures_per_minute, Duration::from_secs(60)),
             logins: flow::PendingLogins::default(),
             cors_origins: a.cors_allowed_origins.clone(),
             warned_routes: Mutex::new(HashSet::new()),
@@ -419,7 +428,9 @@ impl Auth {
         if let Some(oidc) = &self.oidc {
             match oidc.metadata().await {
                 Ok(_) => tracing::info!(issuer = oidc.issuer(), "OpenID provider discovered"),
-                Err(e) => tracing::warn!(error = %e, "OpenID provider discovery failed; will retry"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "OpenID provider discovery failed; will retry")
+                }
             }
         }
     }
@@ -570,7 +581,11 @@ pub async fn middleware(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+    let Some(path) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
         return next.run(req).await;
     };
     let access = required(req.method(), &path).unwrap_or_else(|| {
@@ -615,7 +630,10 @@ mod tests {
     #[test]
     fn route_table_is_consistent() {
         assert_eq!(required(&Method::GET, "/healthz"), Some(Access::Public));
-        assert_eq!(required(&Method::HEAD, "/api/v1/catalog"), Some(Access::Public));
+        assert_eq!(
+            required(&Method::HEAD, "/api/v1/catalog"),
+            Some(Access::Public)
+        );
         assert_eq!(
             required(&Method::POST, "/api/v1/sql"),
             Some(Access::Role(Role::Researcher))
@@ -633,7 +651,12 @@ mod tests {
             .collect();
         assert_eq!(
             public,
-            ["/healthz", "/api/v1/catalog", "/auth/login", "/auth/callback"]
+            [
+                "/healthz",
+                "/api/v1/catalog",
+                "/auth/login",
+                "/auth/callback"
+            ]
         );
     }
 

@@ -278,7 +278,10 @@ impl Oidc {
             .map_err(|e| AuthError::Unavailable(format!("fetching the JWKS: {e}")))?;
         let updated = Arc::new((**seen).clone().set_jwks(jwks));
         self.store(updated.clone());
-        tracing::info!(issuer = self.issuer.as_str(), "fetched the provider's keys again");
+        tracing::info!(
+            issuer = self.issuer.as_str(),
+            "fetched the provider's keys again"
+        );
         Ok(Some(updated))
     }
 
@@ -368,7 +371,10 @@ impl Oidc {
         >,
         AuthError,
     > {
-        let id = self.client_id.clone().ok_or(AuthError::LoginNotConfigured)?;
+        let id = self
+            .client_id
+            .clone()
+            .ok_or(AuthError::LoginNotConfigured)?;
         let secret = self
             .client_secret
             .clone()

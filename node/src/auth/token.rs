@@ -46,7 +46,9 @@ impl LocalToken {
     /// A token chosen by the operator; it must start with the prefix and be long enough.
     pub fn from_chosen(token: &str) -> Result<Self, AuthError> {
         let token = token.trim();
-        if !token.starts_with(PREFIX) || token.len() < MIN_LEN || token.contains(char::is_whitespace)
+        if !token.starts_with(PREFIX)
+            || token.len() < MIN_LEN
+            || token.contains(char::is_whitespace)
         {
             return Err(AuthError::Config(format!(
                 "a local token must start with `{PREFIX}`, be at least {MIN_LEN} characters long \
@@ -140,7 +142,9 @@ fn write_new(path: &PathBuf, bytes: &[u8]) -> Result<(), AuthError> {
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)
 }
 
 /// The token the CLI sends: `ALLMENDE_TOKEN`, else `DATA_DIR/admin.token` if it exists.

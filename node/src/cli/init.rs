@@ -49,7 +49,10 @@ pub(super) fn run(data_dir: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> 
     println!("  did      {}", identity.did());
     println!("  config   {}", Config::path(data_dir).display());
     if chosen.is_some() {
-        println!("  admin token  taken from {} (stored hashed)", token::TOKEN_ENV);
+        println!(
+            "  admin token  taken from {} (stored hashed)",
+            token::TOKEN_ENV
+        );
     } else {
         println!("  admin token  {}", admin.reveal());
         println!(

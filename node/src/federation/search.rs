@@ -163,9 +163,10 @@ impl CatalogIndex {
             .register("en_stem", analyzer(Language::English));
         // 4-grams find parts of German compounds: `zählung` in `Verkehrszählungen`.
         let ngram = NgramTokenizer::new(4, 4, false).map_err(SearchError::from)?;
-        index
-            .tokenizers()
-            .register("ngram4", TextAnalyzer::builder(ngram).filter(LowerCaser).build());
+        index.tokenizers().register(
+            "ngram4",
+            TextAnalyzer::builder(ngram).filter(LowerCaser).build(),
+        );
         let writer = index.writer_with_num_threads(1, 15_000_000)?;
         let reader = index
             .reader_builder()
