@@ -80,14 +80,14 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
     )?;
     let policies = Arc::new(Policies::open(store, identity.signing_key().clone())?);
     let datasets = Arc::new(datasets);
-    let provider = Arc::new(crate::query::provider::ProviderContext {
-        datasets: datasets.clone(),
-        policies: policies.clone(),
-        key: identity.signing_key().clone(),
-        memory_limit: config.limits.sql_memory_bytes,
-        timeout: std::time::Duration::from_secs(config.limits.sql_timeout_secs),
-        running: tokio::sync::Semaphore::new(4),
-    });
+    let provider = Arc::new(crate::query::provider::ProviderContext::new(
+        datasets.clone(),
+        policies.clone(),
+        identity.signing_key().clone(),
+        config.limits.sql_memory_bytes,
+        std::time::Duration::from_secs(config.limits.sql_timeout_secs),
+        4,
+    ));
     Ok(AppState {
         config,
         identity,

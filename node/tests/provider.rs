@@ -12,7 +12,7 @@ use allmende::query::provider::{ProviderContext, answer};
 use allmende::store::Store;
 use allmende_protocol::query::{
     Aggregate, AggregateFn, AnswerHeader, AnswerStatus, CompareOp, Condition, Fragment, Literal,
-    QueryRequest, batches_hash,
+    QueryRequest, UserAssertion, batches_hash,
 };
 use allmende_protocol::{PeerId, Signed, SigningKey};
 
@@ -56,14 +56,7 @@ fn provider(policy: &str) -> Provider {
     policies.attach(&dataset.record.id, policy).unwrap();
     Provider {
         _dir: dir,
-        ctx: ProviderContext {
-            datasets,
-            policies,
-            key,
-            memory_limit: 64 << 20,
-            timeout: Duration::from_secs(5),
-            running: tokio::sync::Semaphore::new(2),
-        },
+        ctx: ProviderContext::new(datasets, policies, key, 64 << 20, Duration::from_secs(5), 2),
         id: dataset.record.id,
     }
 }
@@ -72,21 +65,48 @@ const AGGREGATE_K3: &str = r#"{"@context": ["http://www.w3.org/ns/odrl.jsonld", 
   "@type": "Offer", "uid": "urn:t:k3", "permission": [{"action": "aggregate", "constraint": [
   {"leftOperand": "allm:minGroupSize", "operator": "gteq", "rightOperand": 3}]}]}"#;
 
+const ASKER: [u8; 32] = [4; 32];
+
+fn now() -> u64 {
+    allmende::federation::now()
+}
+
+fn assertion(audience: PeerId, issued: u64, expires: u64, nonce: u8) -> Vec<u8> {
+    let a = UserAssertion {
+        subject: "pseudonym".into(),
+        organisation: "Stadt Münster".into(),
+        roles: vec!["researcher".into()],
+        purpose: None,
+        audience,
+        issued,
+        expires,
+        nonce: [nonce; 32],
+    };
+    Signed::sign(&a, &SigningKey::from_bytes(&ASKER))
+        .unwrap()
+        .to_bytes()
+}
+
+fn provider_peer() -> PeerId {
+    allmende_protocol::peer_id_of(&SigningKey::from_bytes(&[9; 32]).verifying_key())
+}
+
+static NONCE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+
 fn request(id: &str, fragment: Fragment) -> QueryRequest {
+    let nonce = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     QueryRequest {
         query_hash: [1; 32],
         dataset: id.into(),
         fragment,
-        purpose: None,
-        roles: vec![],
-        organisation: None,
-        user: None,
+        assertion: assertion(provider_peer(), now(), now() + 60, nonce).into(),
         deadline_ms: 3000,
     }
 }
 
 async fn ask(p: &Provider, req: QueryRequest) -> (AnswerHeader, Vec<u8>) {
-    let response = answer(&p.ctx, PeerId::random(), None, req).await;
+    let asker = allmende_protocol::peer_id_of(&SigningKey::from_bytes(&ASKER).verifying_key());
+    let response = answer(&p.ctx, asker, None, req).await;
     let header: Signed<AnswerHeader> = Signed::from_bytes(&response.header, 1 << 20).unwrap();
     assert_eq!(
         header.payload().batches_hash,
@@ -179,7 +199,7 @@ async fn hostile_fragments_get_errors_or_denials_and_no_data() {
     let (header, _) = ask(&p, request("no-such-dataset", Fragment::default())).await;
     assert_eq!(header.status, AnswerStatus::Error);
     assert_eq!(
-        p.ctx.policies.audit_head().0,
+        p.ctx.policies().audit_head().0,
         7,
         "every decision is audited"
     );
@@ -209,4 +229,40 @@ async fn groups_below_the_minimum_size_are_suppressed() {
         .unwrap()
         .to_string();
     assert!(text.contains("| a       | y    | 12   | 3   |"), "{text}");
+}
+
+#[tokio::test]
+async fn expired_misdirected_and_replayed_assertions_are_refused() {
+    let p = provider(AGGREGATE_K3);
+    let fragment = Fragment {
+        aggregates: vec![count("value")],
+        ..Fragment::default()
+    };
+    let t = now();
+    let cases = [
+        ("expired", assertion(provider_peer(), t - 600, t - 400, 201)),
+        (
+            "valid for too long",
+            assertion(provider_peer(), t, t + 3600, 202),
+        ),
+        (
+            "for another provider",
+            assertion(PeerId::random(), t, t + 60, 203),
+        ),
+        ("not an assertion", vec![1, 2, 3]),
+    ];
+    for (what, bytes) in cases {
+        let mut req = request(&p.id, fragment.clone());
+        req.assertion = bytes.into();
+        let (header, data) = ask(&p, req).await;
+        assert_eq!(header.status, AnswerStatus::Error, "{what}: {header:?}");
+        assert!(data.is_empty(), "{what}");
+    }
+    let mut first = request(&p.id, fragment.clone());
+    first.assertion = assertion(provider_peer(), t, t + 60, 204).into();
+    let replay = first.clone();
+    assert_eq!(ask(&p, first).await.0.status, AnswerStatus::Ok);
+    let (header, _) = ask(&p, replay).await;
+    assert_eq!(header.status, AnswerStatus::Error);
+    assert!(header.reason.unwrap().contains("replay"));
 }

@@ -29,16 +29,84 @@ pub struct QueryRequest {
     pub dataset: String,
     /// What to compute over the dataset.
     pub fragment: Fragment,
-    /// Why the user asks (an IRI such as `https://w3id.org/dpv#AcademicResearch`).
-    pub purpose: Option<String>,
-    /// The user's roles, as the asking node vouches for them.
-    pub roles: Vec<String>,
-    /// The asking organisation.
-    pub organisation: Option<String>,
-    /// A pseudonymous id of the user.
-    pub user: Option<String>,
+    /// Who asks and why: a [`UserAssertion`] signed by the asking node (COSE_Sign1).
+    pub assertion: ByteBuf,
     /// How long the asking node waits, in milliseconds.
     pub deadline_ms: u64,
+}
+
+/// Longest an assertion may be valid, in seconds.
+pub const MAX_ASSERTION_SECS: u64 = 300;
+
+/// What the asking node vouches for about its user, for one provider and a few minutes. Remote
+/// nodes never see the user's tokens; the subject is a pseudonym.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserAssertion {
+    /// Pseudonymous subject, stable at the asking node, not linkable across nodes.
+    pub subject: String,
+    /// The organisation the user acts for.
+    pub organisation: String,
+    /// The user's roles.
+    pub roles: Vec<String>,
+    /// Why the user asks (an IRI such as `https://w3id.org/dpv#AcademicResearch`).
+    pub purpose: Option<String>,
+    /// The provider it is for.
+    #[serde(with = "crate::codec::peer_id")]
+    pub audience: PeerId,
+    /// Issued at, Unix seconds.
+    pub issued: u64,
+    /// Expires at, Unix seconds; at most [`MAX_ASSERTION_SECS`] after `issued`.
+    pub expires: u64,
+    /// Random, so that a provider can refuse a replay.
+    #[serde(with = "crate::codec::bytes32")]
+    pub nonce: [u8; 32],
+}
+
+/// Why an assertion is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AssertionError {
+    /// It does not decode or verify.
+    #[error("invalid assertion: {0}")]
+    Envelope(#[from] crate::envelope::OpenError),
+    /// It was signed by another node than the one asking.
+    #[error("the assertion is not signed by the asking node")]
+    WrongSigner,
+    /// It is meant for another provider.
+    #[error("the assertion is for another provider")]
+    WrongAudience,
+    /// It is expired, not yet valid, or valid for too long.
+    #[error("the assertion is expired or not valid now")]
+    Expired,
+}
+
+impl UserAssertion {
+    /// Opens and checks an assertion received from `asker` by `me` at `now` (Unix seconds);
+    /// replays are the caller's to refuse (by nonce).
+    pub fn open(
+        bytes: &[u8],
+        asker: &PeerId,
+        me: &PeerId,
+        now: u64,
+    ) -> Result<UserAssertion, AssertionError> {
+        let signed: Signed<UserAssertion> = Signed::from_bytes(bytes, MAX_QUERY_REQUEST_BYTES)?;
+        if signed.signer() != *asker {
+            return Err(AssertionError::WrongSigner);
+        }
+        let a = signed.into_payload();
+        if a.audience != *me {
+            return Err(AssertionError::WrongAudience);
+        }
+        let skew = 30;
+        if a.expires <= a.issued
+            || a.expires - a.issued > MAX_ASSERTION_SECS
+            || now + skew < a.issued
+            || now > a.expires
+        {
+            return Err(AssertionError::Expired);
+        }
+        Ok(a)
+    }
 }
 
 /// A literal in a filter.

@@ -55,6 +55,7 @@ impl From<QueryError> for ApiError {
 #[tracing::instrument(skip_all, fields(len = body.sql.len()))]
 async fn run(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<QueryBody>,
 ) -> Result<Response, ApiError> {
@@ -64,8 +65,14 @@ async fn run(
         deadline,
         require_all: body.require_all,
         purpose: body.purpose,
-        roles: vec![],
-        user: None,
+        roles: principal
+            .as_ref()
+            .map(|p| p.roles.iter().map(|r| r.as_str().to_owned()).collect())
+            .unwrap_or_default(),
+        user: principal.as_ref().map(|p| p.subject.clone()),
+        organisation: principal
+            .as_ref()
+            .map_or_else(|| state.config.name.clone(), |p| p.organisation.clone()),
     };
     let answer = query::run(
         &state.federation,

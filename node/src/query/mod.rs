@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allmende_protocol::query::{
-    AnswerHeader, AnswerStatus, MAX_QUERY_REQUEST_BYTES, QueryRequest, QueryResponse, Receipt,
-    ReceiptLine, batches_hash, query_hash,
+    AnswerHeader, AnswerStatus, MAX_ASSERTION_SECS, MAX_QUERY_REQUEST_BYTES, QueryRequest,
+    QueryResponse, Receipt, ReceiptLine, UserAssertion, batches_hash, query_hash,
 };
 use allmende_protocol::{PeerId, Signed, SigningKey};
 use arrow::array::{ArrayRef, StringArray};
@@ -61,6 +61,32 @@ pub struct QueryOptions {
     pub roles: Vec<String>,
     /// A pseudonymous id of the user.
     pub user: Option<String>,
+    /// The organisation the user acts for.
+    pub organisation: String,
+}
+
+/// The short-lived assertion about the user for one provider, signed by this node.
+fn assertion(
+    key: &SigningKey,
+    options: &QueryOptions,
+    audience: PeerId,
+) -> Result<Vec<u8>, QueryError> {
+    let issued = crate::federation::now();
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).map_err(|e| QueryError::Sql(SqlError::Internal(e.to_string())))?;
+    let a = UserAssertion {
+        subject: options.user.clone().unwrap_or_else(|| "anonymous".into()),
+        organisation: options.organisation.clone(),
+        roles: options.roles.clone(),
+        purpose: options.purpose.clone(),
+        audience,
+        issued,
+        expires: issued + (options.deadline.as_secs() + 60).min(MAX_ASSERTION_SECS),
+        nonce,
+    };
+    Signed::sign(&a, key)
+        .map(|s| s.to_bytes())
+        .map_err(|e| QueryError::Sql(SqlError::Internal(e.to_string())))
 }
 
 /// One member's part in an answer.
@@ -177,19 +203,17 @@ pub async fn run(
     }
     let hash = query_hash(sql_text);
     let me = federation.peer_id();
-    let asks = providers.into_iter().map(|p| {
+    let mut asks = Vec::with_capacity(providers.len());
+    for p in providers {
         let request = QueryRequest {
             query_hash: hash,
             dataset: p.dataset.clone(),
             fragment: fragment.clone(),
-            purpose: options.purpose.clone(),
-            roles: options.roles.clone(),
-            organisation: None,
-            user: options.user.clone(),
+            assertion: ByteBuf::from(assertion(key, options, p.peer)?),
             deadline_ms: options.deadline.as_millis() as u64,
         };
         let deadline = options.deadline;
-        async move {
+        asks.push(Box::pin(async move {
             let started = Instant::now();
             let outcome = if p.peer == me {
                 Ok(provider::answer_own(local, request).await)
@@ -205,8 +229,8 @@ pub async fn run(
                 latency: started.elapsed(),
                 outcome,
             }
-        }
-    });
+        }));
+    }
     let replies = futures::future::join_all(asks).await;
 
     let mut members = Vec::new();

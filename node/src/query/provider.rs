@@ -8,7 +8,8 @@
 //! grouping, and COUNT/SUM/MIN/MAX — and every column it touches is checked against
 //! `allowedColumns`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allmende_policy::sign::{SignedPolicy, policy_id};
@@ -18,7 +19,7 @@ use allmende_policy::{
 };
 use allmende_protocol::query::{
     AggregateFn, AnswerHeader, AnswerStatus, CompareOp, Fragment, Literal,
-    MAX_QUERY_RESPONSE_BYTES, QueryRequest, QueryResponse, batches_hash,
+    MAX_QUERY_RESPONSE_BYTES, QueryRequest, QueryResponse, UserAssertion, batches_hash,
 };
 use allmende_protocol::{PeerId, Signed, SigningKey};
 use arrow::array::{Array, BooleanArray, Int64Array};
@@ -36,18 +37,57 @@ pub const GROUP_ROWS: &str = "__n";
 
 /// What a provider needs to answer.
 pub struct ProviderContext {
-    /// The node's datasets.
-    pub datasets: Arc<Datasets>,
-    /// Its policies and audit log.
-    pub policies: Arc<Policies>,
-    /// Its signing key.
-    pub key: SigningKey,
-    /// Memory limit of one fragment.
-    pub memory_limit: u64,
-    /// Time limit of one fragment.
-    pub timeout: Duration,
+    datasets: Arc<Datasets>,
+    policies: Arc<Policies>,
+    key: SigningKey,
+    me: PeerId,
+    memory_limit: u64,
+    timeout: Duration,
     /// Bound on fragments running at once.
-    pub running: Semaphore,
+    running: Semaphore,
+    /// Nonces of the assertions seen, with their expiry, to refuse replays.
+    seen: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+impl ProviderContext {
+    /// What answering needs: the datasets, policies and key, and the limits of one fragment
+    /// (memory, time); at most `concurrent` fragments run at once.
+    pub fn new(
+        datasets: Arc<Datasets>,
+        policies: Arc<Policies>,
+        key: SigningKey,
+        memory_limit: u64,
+        timeout: Duration,
+        concurrent: usize,
+    ) -> Self {
+        Self {
+            me: allmende_protocol::peer_id_of(&key.verifying_key()),
+            datasets,
+            policies,
+            key,
+            memory_limit,
+            timeout,
+            running: Semaphore::new(concurrent),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The node's policies (and audit log).
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// Opens the asker's assertion and refuses a replay.
+    fn assertion(&self, asker: &PeerId, bytes: &[u8]) -> Result<UserAssertion, String> {
+        let now = crate::federation::now();
+        let a = UserAssertion::open(bytes, asker, &self.me, now).map_err(|e| e.to_string())?;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, expires| *expires >= now);
+        if seen.len() > 100_000 || seen.insert(a.nonce, a.expires).is_some() {
+            return Err("the assertion was used before (replay) or too many are in use".into());
+        }
+        Ok(a)
+    }
 }
 
 impl std::fmt::Debug for ProviderContext {
@@ -216,6 +256,7 @@ fn decide_for(
     ctx: &ProviderContext,
     peer: PeerId,
     organisation: Option<String>,
+    user: &UserAssertion,
     req: &QueryRequest,
     dataset: &StoredDataset,
     policy: &SignedPolicy,
@@ -263,14 +304,15 @@ fn decide_for(
     request.principal = Principal {
         peer: Some(peer),
         org: organisation,
-        claims: req
-            .user
-            .iter()
-            .map(|u| ("sub".to_owned(), u.clone()))
-            .collect(),
-        roles: req.roles.clone(),
+        claims: [
+            ("sub".to_owned(), user.subject.clone()),
+            ("organisation".to_owned(), user.organisation.clone()),
+        ]
+        .into_iter()
+        .collect(),
+        roles: user.roles.clone(),
     };
-    request.purpose = req.purpose.clone();
+    request.purpose = user.purpose.clone();
     request.query_shape = Some(if aggregate {
         QueryShape::Aggregate
     } else {
@@ -438,7 +480,16 @@ async fn run(
             k: 1,
         },
         (Some((peer, organisation)), Some(policy)) => {
-            decide_for(ctx, *peer, organisation.clone(), req, &dataset, policy)?
+            let user = ctx.assertion(peer, &req.assertion)?;
+            decide_for(
+                ctx,
+                *peer,
+                organisation.clone(),
+                &user,
+                req,
+                &dataset,
+                policy,
+            )?
         }
         (Some(_), None) => {
             return Ok((
