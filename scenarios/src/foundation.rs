@@ -241,7 +241,9 @@ fn main() -> anyhow::Result<()> {
     let (node, _) = start(&bin, node_dir.path(), 17_199)?;
     let t0 = Instant::now();
     let upload = Command::new(&bin)
-        .args(["--api", &node.url, "dataset", "import"])
+        .args(["--api", &node.url, "--data-dir"])
+        .arg(node_dir.path())
+        .args(["dataset", "import"])
         .arg(&csv)
         .args(["--slug", "traffic_bench"])
         .stderr(Stdio::null())

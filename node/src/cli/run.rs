@@ -19,7 +19,13 @@ pub struct RunArgs {
 }
 
 fn init_tracing(config: &Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&config.log.level)
+    // libp2p's Kademlia warns about bootstrapping before any peer is known, which is the
+    // normal state of a node outside a federation; keep that out of the log unless asked for.
+    let mut level = config.log.level.clone();
+    if !level.contains("libp2p_kad") {
+        level.push_str(",libp2p_kad=error");
+    }
+    let filter = EnvFilter::try_new(&level)
         .with_context(|| format!("invalid log filter `{}`", config.log.level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

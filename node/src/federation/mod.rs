@@ -179,29 +179,35 @@ impl Handle {
 }
 
 impl Federation {
+    /// Sends a command carrying a reply channel to the network task and waits for the answer.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, String>>) -> Command,
+    ) -> Result<T, FederationError> {
+        let handle = self.handle().ok_or(FederationError::Stopped)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        handle.send(command(reply)).await?;
+        match rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(message)) => Err(FederationError::Invalid(message)),
+            Err(_) => Err(FederationError::Stopped),
+        }
+    }
+
     /// Sends a negotiation request to `peer` and waits (at most 15 s) for its answer.
     pub async fn negotiate(
         &self,
         peer: PeerId,
         request: allmende_protocol::negotiate::NegotiateRequest,
     ) -> Result<allmende_protocol::negotiate::NegotiateResponse, FederationError> {
-        let handle = self.handle().ok_or(FederationError::Stopped)?;
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        handle
-            .send(Command::Negotiate {
-                peer,
-                request,
-                reply,
-            })
-            .await?;
-        match tokio::time::timeout(std::time::Duration::from_secs(15), rx).await {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(message))) => Err(FederationError::Invalid(message)),
-            Ok(Err(_)) => Err(FederationError::Stopped),
-            Err(_) => Err(FederationError::Invalid(format!(
-                "`{peer}` did not answer within 15 s"
-            ))),
-        }
+        let answer = self.ask(|reply| Command::Negotiate {
+            peer,
+            request,
+            reply,
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(15), answer)
+            .await
+            .map_err(|_| FederationError::Invalid(format!("`{peer}` did not answer within 15 s")))?
     }
 
     /// Sends a federated query fragment to `peer` and waits for its answer (the caller bounds
@@ -211,20 +217,12 @@ impl Federation {
         peer: PeerId,
         request: allmende_protocol::query::QueryRequest,
     ) -> Result<allmende_protocol::query::QueryResponse, FederationError> {
-        let handle = self.handle().ok_or(FederationError::Stopped)?;
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        handle
-            .send(Command::Query {
-                peer,
-                request: Box::new(request),
-                reply,
-            })
-            .await?;
-        match rx.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(message)) => Err(FederationError::Invalid(message)),
-            Err(_) => Err(FederationError::Stopped),
-        }
+        self.ask(|reply| Command::Query {
+            peer,
+            request: Box::new(request),
+            reply,
+        })
+        .await
     }
 
     /// The members (with dataset ids) that hold what a federated query reads: one member's

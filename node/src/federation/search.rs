@@ -109,7 +109,8 @@ struct Fields {
 pub struct CatalogIndex {
     fields: Fields,
     index: Index,
-    writer: Mutex<IndexWriter>,
+    /// Serialises writers; a writer (and its 15 MB arena) exists only while applying.
+    writing: Mutex<()>,
     reader: IndexReader,
 }
 
@@ -167,7 +168,6 @@ impl CatalogIndex {
             "ngram4",
             TextAnalyzer::builder(ngram).filter(LowerCaser).build(),
         );
-        let writer = index.writer_with_num_threads(1, 15_000_000)?;
         let reader = index
             .reader_builder()
             .reload_policy(tantivy::ReloadPolicy::Manual)
@@ -175,7 +175,7 @@ impl CatalogIndex {
         Ok(Self {
             fields,
             index,
-            writer: Mutex::new(writer),
+            writing: Mutex::new(()),
             reader,
         })
     }
@@ -183,7 +183,8 @@ impl CatalogIndex {
     /// Adds, replaces or (for a withdrawal) removes the dataset an entry describes.
     pub fn apply(&self, entries: &[(SignedCatalogEntry, u64)]) -> Result<(), SearchError> {
         let f = &self.fields;
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writer: IndexWriter = self.index.writer_with_num_threads(1, 15_000_000)?;
         for (signed, received) in entries {
             let e = signed.payload();
             let key = format!("{}/{}", e.publisher, e.dataset.id);
@@ -218,7 +219,7 @@ impl CatalogIndex {
             writer.add_document(doc)?;
         }
         writer.commit()?;
-        drop(writer);
+        writer.wait_merging_threads()?;
         self.reader.reload()?;
         Ok(())
     }
