@@ -54,12 +54,13 @@ struct Args {
     idle_secs: u64,
     sync_ms: u64,
     results: Option<PathBuf>,
+    work: Option<PathBuf>,
     seed: u64,
 }
 
 const USAGE: &str = "usage: federation --case smoke|propagation|partition|idle [--nodes N] \
 [--updates K] [--repeats R] [--partition-secs S] [--idle-secs S] [--sync-interval-ms MS] \
-[--results DIR] [--seed N]";
+[--results DIR] [--work DIR] [--seed N]";
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
@@ -71,6 +72,7 @@ fn args() -> anyhow::Result<Args> {
         idle_secs: 30,
         sync_ms: 1000,
         results: None,
+        work: None,
         seed: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64),
@@ -91,6 +93,7 @@ fn args() -> anyhow::Result<Args> {
             "--idle-secs" => a.idle_secs = value.parse()?,
             "--sync-interval-ms" => a.sync_ms = value.parse()?,
             "--results" => a.results = Some(value.into()),
+            "--work" => a.work = Some(value.into()),
             "--seed" => a.seed = value.parse()?,
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
@@ -311,11 +314,18 @@ fn check(resp: reqwest::blocking::Response) -> anyhow::Result<Value> {
 
 impl Cluster {
     /// Inits and starts `n` nodes on 127.0.0.2.. and waits until each serves its API.
-    fn start(n: usize, sync_ms: u64, events: &Events) -> anyhow::Result<Self> {
+    fn start(a: &Args, events: &Events) -> anyhow::Result<Self> {
+        let (n, sync_ms) = (a.nodes, a.sync_ms);
         let bin = bin()?;
-        let work = tempfile::Builder::new()
-            .prefix("allmende-federation-")
-            .tempdir()?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("allmende-federation-");
+        let work = match &a.work {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                builder.tempdir_in(dir)?
+            }
+            None => builder.tempdir()?,
+        };
         let mut cluster = Self {
             bin,
             nodes: Vec::new(),
@@ -759,7 +769,7 @@ fn report_latencies(name: &str, mut v: Vec<f64>, events: &Events) -> Value {
 }
 
 fn case_propagation(a: &Args, events: &Events) -> anyhow::Result<Value> {
-    let mut cluster = Cluster::start(a.nodes, a.sync_ms, events)?;
+    let mut cluster = Cluster::start(a, events)?;
     cluster.form(events)?;
     let mut rng = Rng(a.seed | 1);
     // Warm-up (not measured): one dataset per node, so updates have something to change.
@@ -824,7 +834,7 @@ fn in_netns_or_reexec() -> anyhow::Result<Option<ExitCode>> {
 }
 
 fn case_partition(a: &Args, events: &Events) -> anyhow::Result<Value> {
-    let mut cluster = Cluster::start(a.nodes, a.sync_ms, events)?;
+    let mut cluster = Cluster::start(a, events)?;
     cluster.form(events)?;
     let n = a.nodes;
     let half = n / 2;
@@ -927,7 +937,7 @@ fn rss_kb(pid: u32) -> anyhow::Result<u64> {
 }
 
 fn case_idle(a: &Args, events: &Events) -> anyhow::Result<Value> {
-    let mut cluster = Cluster::start(a.nodes, a.sync_ms, events)?;
+    let mut cluster = Cluster::start(a, events)?;
     cluster.form(events)?;
     let all: Vec<usize> = (0..a.nodes).collect();
     cluster.publish_on(&all)?;
@@ -979,7 +989,7 @@ fn case_idle(a: &Args, events: &Events) -> anyhow::Result<Value> {
 }
 
 fn case_smoke(a: &Args, events: &Events) -> anyhow::Result<Value> {
-    let mut cluster = Cluster::start(a.nodes, a.sync_ms, events)?;
+    let mut cluster = Cluster::start(a, events)?;
     cluster.form(events)?;
     let all: Vec<usize> = (0..a.nodes).collect();
     let t0 = Instant::now();

@@ -157,9 +157,10 @@ fn duckdb(csv: &Path, out: &Path, threads: u32) -> anyhow::Result<Option<f64>> {
         "import duckdb, time\n\
          con = duckdb.connect()\n\
          con.execute('SET threads TO {threads}')\n\
+         con.execute('SET enable_progress_bar = false')\n\
          t = time.perf_counter()\n\
          con.execute(\"COPY (SELECT * FROM read_csv('{}')) TO '{}' (FORMAT parquet)\")\n\
-         print(time.perf_counter() - t)\n",
+         print('SECONDS', time.perf_counter() - t)\n",
         csv.display(),
         out.display()
     );
@@ -171,9 +172,12 @@ fn duckdb(csv: &Path, out: &Path, threads: u32) -> anyhow::Result<Option<f64>> {
         }
         bail!("duckdb failed: {err}");
     }
-    Ok(Some(
-        String::from_utf8_lossy(&result.stdout).trim().parse()?,
-    ))
+    let out = String::from_utf8_lossy(&result.stdout);
+    let secs = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SECONDS "))
+        .with_context(|| format!("unexpected output from duckdb: {out}"))?;
+    Ok(Some(secs.trim().parse()?))
 }
 
 fn main() -> anyhow::Result<()> {
