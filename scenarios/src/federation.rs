@@ -830,6 +830,9 @@ fn in_netns_or_reexec() -> anyhow::Result<Option<ExitCode>> {
     register(child.id());
     let status = child.wait()?;
     unregister(child.id());
+    if STOP.load(Ordering::SeqCst) {
+        return Ok(Some(ExitCode::from(130)));
+    }
     Ok(Some(ExitCode::from(status.code().unwrap_or(1) as u8)))
 }
 
@@ -847,9 +850,57 @@ fn case_partition(a: &Args, events: &Events) -> anyhow::Result<Value> {
             .join(", ")
     };
     let (ips_a, ips_b) = (set(&side_a), set(&side_b));
+    // Outbound TCP connections leave from 0.0.0.0 with the dialer's listen port (libp2p's port
+    // reuse), so on loopback their source is 127.0.0.1, not the node's address; they are told
+    // apart by that source port. QUIC dials leave from the node's own address.
+    let mut tcp_ports = Vec::new();
+    for i in 0..n {
+        let card = cluster.get(i, "/api/v1/federation/card")?;
+        let port = card["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find_map(|a| {
+                a.split("/tcp/")
+                    .nth(1)?
+                    .split('/')
+                    .next()?
+                    .parse::<u16>()
+                    .ok()
+            })
+            .with_context(|| format!("node {i} has no TCP address"))?;
+        tcp_ports.push(port);
+    }
+    let ports = |s: &[usize]| {
+        s.iter()
+            .map(|&i| tcp_ports[i].to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (ports_a, ports_b) = (ports(&side_a), ports(&side_b));
+    ensure!(
+        side_a
+            .iter()
+            .all(|&i| !side_b.iter().any(|&j| tcp_ports[i] == tcp_ports[j])),
+        "two nodes on opposite sides listen on the same TCP port; run again"
+    );
     for ip in cluster.nodes.iter().map(|x| &x.ip) {
         ensure!(ip.starts_with("127."), "refusing a rule for {ip}");
     }
+    // The remote addresses a node sees: the rules match on source addresses, so connections
+    // must come from the members' own addresses.
+    let s0 = cluster.status(0)?;
+    events.now(json!({"ev": "connections", "node": 0, "connected": s0["connected"]}));
+    let mut remote: Vec<String> = s0["connected"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    remote.sort();
+    println!("node 0's connections come from: {}", remote.join(" "));
     let all: Vec<usize> = (0..n).collect();
     cluster.publish_on(&all)?;
     cluster.wait_digests(Duration::from_secs(30))?;
@@ -859,7 +910,11 @@ fn case_partition(a: &Args, events: &Events) -> anyhow::Result<Value> {
             "add table inet part\n\
              add chain inet part input {{ type filter hook input priority 0; policy accept; }}\n\
              add rule inet part input ip saddr {{ {ips_a} }} ip daddr {{ {ips_b} }} drop\n\
-             add rule inet part input ip saddr {{ {ips_b} }} ip daddr {{ {ips_a} }} drop\n"
+             add rule inet part input ip saddr {{ {ips_b} }} ip daddr {{ {ips_a} }} drop\n\
+             add rule inet part input ip saddr 127.0.0.1 tcp sport {{ {ports_a} }} ip daddr {{ {ips_b} }} drop\n\
+             add rule inet part input ip saddr 127.0.0.1 tcp sport {{ {ports_b} }} ip daddr {{ {ips_a} }} drop\n\
+             add rule inet part input ip saddr {{ {ips_b} }} ip daddr 127.0.0.1 tcp dport {{ {ports_a} }} drop\n\
+             add rule inet part input ip saddr {{ {ips_a} }} ip daddr 127.0.0.1 tcp dport {{ {ports_b} }} drop\n"
         ))?;
         events.now(json!({"ev": "partitioned", "repeat": r, "a": side_a, "b": side_b}));
         let t_split = Instant::now();

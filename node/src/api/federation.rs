@@ -46,14 +46,16 @@ impl From<FederationError> for ApiError {
     }
 }
 
-fn view(roster: &SignedRoster) -> Value {
+/// A roster or proposal as the API shows it; `required` is how many signatures installing it
+/// needs: all members for a founding roster, else the current roster's threshold.
+fn view(state: &AppState, roster: &SignedRoster) -> Value {
     let r = roster.roster();
     json!({
         "hash": hex::encode(roster.hash()),
         "federation": r.federation,
         "version": r.version,
         "members": r.members.iter().map(MemberCard::from).collect::<Vec<_>>(),
-        "required": r.required(),
+        "required": state.federation.signatures_needed(roster),
         "signers": roster.signers().map(|s| s.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
         "roster": hex::encode(roster.to_bytes().unwrap_or_default()),
     })
@@ -90,7 +92,7 @@ async fn create(
         state
             .federation
             .create(req.federation, req.members, req.threshold, req.valid_until)?;
-    Ok((StatusCode::CREATED, Json(view(&proposal))))
+    Ok((StatusCode::CREATED, Json(view(&state, &proposal))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,7 +106,7 @@ async fn sign(
     ApiJson(req): ApiJson<RosterRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let signed = state.federation.sign(&roster_bytes(&req.roster)?).await?;
-    let mut v = view(&signed);
+    let mut v = view(&state, &signed);
     v["installed_version"] = json!(state.federation.roster_version());
     Ok(Json(v))
 }
@@ -137,14 +139,14 @@ async fn propose(
         ));
     }
     let proposal = state.federation.propose_change(req.add, req.remove).await?;
-    let mut v = view(&proposal);
+    let mut v = view(&state, &proposal);
     v["installed_version"] = json!(state.federation.roster_version());
     Ok((StatusCode::CREATED, Json(v)))
 }
 
 async fn leave(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let proposal = state.federation.leave().await?;
-    Ok(Json(view(&proposal)))
+    Ok(Json(view(&state, &proposal)))
 }
 
 async fn publish(

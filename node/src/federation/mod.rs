@@ -699,6 +699,17 @@ impl Federation {
         Ok(proposal)
     }
 
+    /// How many signatures installing `proposal` needs: every member for a founding roster,
+    /// else the threshold of the roster installed now.
+    pub fn signatures_needed(&self, proposal: &SignedRoster) -> usize {
+        match self.signed_roster() {
+            Some(current) if proposal.roster().version > current.roster().version => {
+                current.roster().required()
+            }
+            _ => proposal.roster().members.len(),
+        }
+    }
+
     /// Pending proposals.
     pub fn pending(&self) -> Vec<SignedRoster> {
         self.pending
