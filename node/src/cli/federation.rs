@@ -135,7 +135,7 @@ fn write(path: &PathBuf, text: &str) -> anyhow::Result<()> {
 fn summary(v: &Value) {
     let signers = v["signers"].as_array().map_or(0, Vec::len);
     println!(
-        "roster `{}` version {}: {} members, {} signatures (changes need {})",
+        "roster `{}` version {}: {} members, {} signatures (installing it needs {})",
         v["federation"].as_str().unwrap_or(""),
         v["version"],
         v["members"].as_array().map_or(0, Vec::len),
