@@ -12,5 +12,13 @@ else
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# The CI-sized federation scenario: 5 node processes on 127.0.0.2-6 form a federation,
+# publish and converge (the full set of cases: scenarios/README.md).
+cargo run -q --locked -p allmende-scenarios --bin federation -- --case smoke --nodes 5
 bash deploy/check.sh
+# One closing line over every test binary (cargo prints one `test result` line per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
