@@ -378,6 +378,13 @@ fn federated_sql_across_three_cities() {
             >= 8
     );
     assert!(wuerzburg.ok(&["audit", "verify"]).contains("intact"));
+    // Members cosign each other's audit checkpoints as they sync.
+    poll(
+        "Würzburg's checkpoints cosigned by a peer",
+        Duration::from_secs(20),
+        || (wuerzburg.get("/api/v1/audit")["cosignatures"].as_u64() >= Some(1)).then_some(()),
+        || wuerzburg.get("/api/v1/audit").to_string(),
+    );
     wuerzburg.stop(libc::SIGTERM, Duration::from_secs(10));
 }
 

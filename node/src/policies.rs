@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use allmende_policy::agreement::{self, Agreement, Revocation, VerifiedAgreement};
-use allmende_policy::audit::{AuditError, AuditLog, LogStore, VerifyReport, verify_log};
+use allmende_policy::audit::{
+    AuditError, AuditLog, Checkpoint, Cosignature, LogStore, VerifyReport, verify_log,
+};
 use allmende_policy::sign::{self, SignedPolicy};
 use allmende_policy::values::XsdDateTime;
 use allmende_policy::{Policy, PolicyId, PolicyKind};
@@ -535,6 +537,130 @@ impl Policies {
         self.checkpoint_locked(&mut audit)
     }
 
+    /// The latest signed checkpoint of this node's log, with what a witness needs to cosign
+    /// it: the size it cosigned last (0 for none) and the consistency proof from there.
+    /// `None` when the witness has already cosigned the latest checkpoint.
+    pub fn cosign_request(
+        &self,
+        witness: &PeerId,
+    ) -> Result<Option<(Vec<u8>, u64, Vec<[u8; 32]>)>, PolicyError> {
+        let audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(bytes) = audit.log.store().checkpoints()?.pop() else {
+            return Ok(None);
+        };
+        let checkpoint: Signed<Checkpoint> = Signed::from_bytes(&bytes, MAX_ENVELOPE_BYTES)
+            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let size = checkpoint.payload().size;
+        let from = self.witnessed_size(witness)?;
+        if from >= size {
+            return Ok(None);
+        }
+        let proof = if from == 0 {
+            Vec::new()
+        } else {
+            audit.log.consistency_proof(from, size)?
+        };
+        Ok(Some((bytes, from, proof)))
+    }
+
+    fn witnessed_size(&self, witness: &PeerId) -> Result<u64, PolicyError> {
+        let key = format!("audit/witnessed/{witness}").into_bytes();
+        Ok(self
+            .store
+            .get_raw(&key)?
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// As a witness: cosigns `peer`'s checkpoint after checking that it is consistent with the
+    /// last one of that peer this node cosigned (a rewritten or forked log is refused).
+    pub fn witness(
+        &self,
+        peer: &PeerId,
+        checkpoint: &[u8],
+        from: u64,
+        proof: &[[u8; 32]],
+    ) -> Result<Signed<Cosignature>, PolicyError> {
+        let checkpoint: Signed<Checkpoint> = Signed::from_bytes(checkpoint, MAX_ENVELOPE_BYTES)
+            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        if checkpoint.signer() != *peer {
+            return Err(PolicyError::Invalid(
+                "the checkpoint is not the asking peer's".into(),
+            ));
+        }
+        let key = format!("witness/{peer}").into_bytes();
+        let previous = match self.store.get_raw(&key)? {
+            Some(b) => Some(
+                Signed::<Checkpoint>::from_bytes(&b, MAX_ENVELOPE_BYTES)
+                    .map_err(|e| PolicyError::Invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
+        if let Some(prev) = &previous
+            && prev.payload().size != from
+        {
+            return Err(PolicyError::Invalid(format!(
+                "this witness last cosigned size {}, not {from}",
+                prev.payload().size
+            )));
+        }
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let cosignature = allmende_policy::audit::cosign(
+            &checkpoint,
+            previous.as_ref().map(|p| (p, proof)),
+            &time,
+            &self.key,
+        )
+        .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        self.store
+            .write_raw(&[(key, Some(checkpoint.to_bytes()))])?;
+        Ok(cosignature)
+    }
+
+    /// Keeps a witness's cosignature of this node's latest checkpoint.
+    pub fn keep_cosignature(&self, witness: &PeerId, bytes: &[u8]) -> Result<(), PolicyError> {
+        let cosignature: Signed<Cosignature> = Signed::from_bytes(bytes, MAX_ENVELOPE_BYTES)
+            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        if cosignature.signer() != *witness {
+            return Err(PolicyError::Invalid(
+                "the cosignature is not the witness's".into(),
+            ));
+        }
+        let checkpoints = {
+            let audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+            audit.log.store().checkpoints()?
+        };
+        let signed = checkpoints
+            .iter()
+            .rev()
+            .filter_map(|b| Signed::<Checkpoint>::from_bytes(b, MAX_ENVELOPE_BYTES).ok())
+            .find(|c| allmende_policy::audit::verify_cosignature(&cosignature, c))
+            .ok_or_else(|| {
+                PolicyError::Invalid("the cosignature is for no checkpoint of this log".into())
+            })?;
+        let size = signed.payload().size;
+        self.store.write_raw(&[
+            (
+                format!("audit/cosignature/{witness}/{size:020}").into_bytes(),
+                Some(cosignature.to_bytes()),
+            ),
+            (
+                format!("audit/witnessed/{witness}").into_bytes(),
+                Some(size.to_be_bytes().to_vec()),
+            ),
+        ])?;
+        Ok(())
+    }
+
+    /// Number of cosignatures of this node's checkpoints held.
+    pub fn cosignature_count(&self) -> Result<usize, PolicyError> {
+        Ok(self
+            .store
+            .scan(b"audit/cosignature/", b"audit/cosignature/", usize::MAX)?
+            .len())
+    }
+
     /// The log's size and root.
     pub fn audit_head(&self) -> (u64, String) {
         let audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
@@ -634,6 +760,50 @@ mod tests {
         assert!(
             matches!(p.attach("ds1", &print), Err(PolicyError::Invalid(m)) if m.contains("print"))
         );
+    }
+
+    #[test]
+    fn witnesses_cosign_consistent_checkpoints_and_refuse_a_forked_log() {
+        let (_d, _s, owner) = policies();
+        let (_d2, _s2, witness) = policies_with(6);
+        let (_d3, _s3, fork) = policies(); // the same key as `owner`, another history
+        for i in 0..3 {
+            owner
+                .record("p", "query", "ds", "permit", &format!("#{i}"))
+                .unwrap();
+            fork.record("p", "query", "ds", "deny", &format!("#{i}"))
+                .unwrap();
+        }
+        owner.checkpoint().unwrap();
+        let (cp, from, proof) = owner.cosign_request(&witness.peer_id).unwrap().unwrap();
+        assert_eq!(from, 0);
+        let cosig = witness.witness(&owner.peer_id, &cp, from, &proof).unwrap();
+        owner
+            .keep_cosignature(&witness.peer_id, &cosig.to_bytes())
+            .unwrap();
+        assert!(owner.cosign_request(&witness.peer_id).unwrap().is_none());
+        assert_eq!(owner.cosignature_count().unwrap(), 1);
+
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        owner.record("p", "query", "ds", "permit", "#3").unwrap();
+        owner.checkpoint().unwrap();
+        let (cp, from, proof) = owner.cosign_request(&witness.peer_id).unwrap().unwrap();
+        assert_eq!(from, 3);
+        let cosig = witness.witness(&owner.peer_id, &cp, from, &proof).unwrap();
+        owner
+            .keep_cosignature(&witness.peer_id, &cosig.to_bytes())
+            .unwrap();
+
+        // The fork (same key) shows another log of size 5: not consistent with size 4.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        fork.record("p", "query", "ds", "deny", "#3").unwrap();
+        fork.record("p", "query", "ds", "deny", "#4").unwrap();
+        fork.checkpoint().unwrap();
+        let audit = fork.audit.lock().unwrap();
+        let cp = audit.log.store().checkpoints().unwrap().pop().unwrap();
+        let proof = audit.log.consistency_proof(4, 5).unwrap();
+        drop(audit);
+        assert!(witness.witness(&owner.peer_id, &cp, 4, &proof).is_err());
     }
 
     #[test]

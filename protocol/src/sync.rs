@@ -63,6 +63,17 @@ pub enum SyncRequest {
         /// How many at most.
         limit: u32,
     },
+    /// "Cosign my audit log's latest checkpoint": the signed checkpoint, the size of the one
+    /// the asker believes the witness cosigned last (0 for none), and the consistency proof
+    /// from that size to this one.
+    Cosign {
+        /// The signed checkpoint (COSE_Sign1).
+        checkpoint: serde_bytes::ByteBuf,
+        /// The size the proof starts from.
+        from: u64,
+        /// The RFC 6962 consistency proof.
+        proof: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// A sync response.
@@ -77,6 +88,8 @@ pub enum SyncResponse {
     },
     /// Signed entries (wire form), in sequence order.
     Entries(Vec<serde_bytes::ByteBuf>),
+    /// A cosignature of the checkpoint (COSE_Sign1).
+    Cosignature(serde_bytes::ByteBuf),
     /// The request was refused, e.g. rate-limited or malformed.
     Refused(String),
 }

@@ -217,9 +217,12 @@ async fn revoke(
     ))
 }
 
-async fn audit(State(state): State<AppState>) -> Json<Value> {
+async fn audit(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let (size, root) = state.policies.audit_head();
-    Json(json!({ "size": size, "root": root }))
+    let cosignatures = state.policies.cosignature_count()?;
+    Ok(Json(
+        json!({ "size": size, "root": root, "cosignatures": cosignatures }),
+    ))
 }
 
 async fn verify(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -438,6 +438,29 @@ impl Network {
         }
         let pick = connected[rand_index(connected.len())];
         self.send_digest(pick);
+        self.ask_cosignature(pick);
+    }
+
+    /// Asks `witness` to cosign this node's latest audit checkpoint, if it has not yet.
+    fn ask_cosignature(&mut self, witness: PeerId) {
+        match self.policies.cosign_request(&witness) {
+            Ok(Some((checkpoint, from, proof))) => {
+                let request = SyncRequest::Cosign {
+                    checkpoint: serde_bytes::ByteBuf::from(checkpoint),
+                    from,
+                    proof: proof
+                        .iter()
+                        .map(|h| serde_bytes::ByteBuf::from(h.to_vec()))
+                        .collect(),
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&witness, request);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot prepare a checkpoint for cosigning"),
+        }
     }
 
     fn send_digest(&mut self, peer: PeerId) {
@@ -831,6 +854,24 @@ impl Network {
         }
         self.fed.peer_seen(peer, None);
         match request {
+            SyncRequest::Cosign {
+                checkpoint,
+                from,
+                proof,
+            } => {
+                let proof: Option<Vec<[u8; 32]>> =
+                    proof.iter().map(|h| h.as_slice().try_into().ok()).collect();
+                let Some(proof) = proof.filter(|p| p.len() <= 64) else {
+                    return SyncResponse::Refused("malformed consistency proof".into());
+                };
+                match self.policies.witness(&peer, &checkpoint, from, &proof) {
+                    Ok(c) => SyncResponse::Cosignature(serde_bytes::ByteBuf::from(c.to_bytes())),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "refused to cosign a checkpoint");
+                        SyncResponse::Refused(e.to_string())
+                    }
+                }
+            }
             SyncRequest::Digest(theirs) => {
                 let ours = match self.fed.log().digest(self.fed.roster_version()) {
                     Ok(d) => d,
@@ -874,6 +915,11 @@ impl Network {
 
     fn on_response(&mut self, peer: PeerId, response: SyncResponse) {
         match response {
+            SyncResponse::Cosignature(bytes) => {
+                if let Err(e) = self.policies.keep_cosignature(&peer, &bytes) {
+                    tracing::warn!(%peer, error = %e, "cosignature not kept");
+                }
+            }
             SyncResponse::Digest { digest, roster } => {
                 if let Some(bytes) = roster {
                     match SignedRoster::from_bytes(&bytes) {
