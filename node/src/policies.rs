@@ -149,6 +149,17 @@ impl LogStore for RocksLogStore {
     }
 }
 
+/// What a witness needs to cosign this node's latest checkpoint.
+#[derive(Clone, Debug)]
+pub struct CosignRequest {
+    /// The signed checkpoint.
+    pub checkpoint: Vec<u8>,
+    /// The size of the checkpoint the witness cosigned last (0 for none).
+    pub from: u64,
+    /// The consistency proof from `from` to the checkpoint's size.
+    pub proof: Vec<[u8; 32]>,
+}
+
 /// One audited decision.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -540,10 +551,7 @@ impl Policies {
     /// The latest signed checkpoint of this node's log, with what a witness needs to cosign
     /// it: the size it cosigned last (0 for none) and the consistency proof from there.
     /// `None` when the witness has already cosigned the latest checkpoint.
-    pub fn cosign_request(
-        &self,
-        witness: &PeerId,
-    ) -> Result<Option<(Vec<u8>, u64, Vec<[u8; 32]>)>, PolicyError> {
+    pub fn cosign_request(&self, witness: &PeerId) -> Result<Option<CosignRequest>, PolicyError> {
         let audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
         let Some(bytes) = audit.log.store().checkpoints()?.pop() else {
             return Ok(None);
@@ -560,7 +568,11 @@ impl Policies {
         } else {
             audit.log.consistency_proof(from, size)?
         };
-        Ok(Some((bytes, from, proof)))
+        Ok(Some(CosignRequest {
+            checkpoint: bytes,
+            from,
+            proof,
+        }))
     }
 
     fn witnessed_size(&self, witness: &PeerId) -> Result<u64, PolicyError> {
@@ -775,7 +787,11 @@ mod tests {
                 .unwrap();
         }
         owner.checkpoint().unwrap();
-        let (cp, from, proof) = owner.cosign_request(&witness.peer_id).unwrap().unwrap();
+        let CosignRequest {
+            checkpoint: cp,
+            from,
+            proof,
+        } = owner.cosign_request(&witness.peer_id).unwrap().unwrap();
         assert_eq!(from, 0);
         let cosig = witness.witness(&owner.peer_id, &cp, from, &proof).unwrap();
         owner
@@ -787,7 +803,11 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         owner.record("p", "query", "ds", "permit", "#3").unwrap();
         owner.checkpoint().unwrap();
-        let (cp, from, proof) = owner.cosign_request(&witness.peer_id).unwrap().unwrap();
+        let CosignRequest {
+            checkpoint: cp,
+            from,
+            proof,
+        } = owner.cosign_request(&witness.peer_id).unwrap().unwrap();
         assert_eq!(from, 3);
         let cosig = witness.witness(&owner.peer_id, &cp, from, &proof).unwrap();
         owner

@@ -444,11 +444,12 @@ impl Network {
     /// Asks `witness` to cosign this node's latest audit checkpoint, if it has not yet.
     fn ask_cosignature(&mut self, witness: PeerId) {
         match self.policies.cosign_request(&witness) {
-            Ok(Some((checkpoint, from, proof))) => {
+            Ok(Some(c)) => {
                 let request = SyncRequest::Cosign {
-                    checkpoint: serde_bytes::ByteBuf::from(checkpoint),
-                    from,
-                    proof: proof
+                    checkpoint: serde_bytes::ByteBuf::from(c.checkpoint),
+                    from: c.from,
+                    proof: c
+                        .proof
                         .iter()
                         .map(|h| serde_bytes::ByteBuf::from(h.to_vec()))
                         .collect(),
