@@ -1,0 +1,206 @@
+//! In-process multi-swarm tests of the federation protocol: three nodes, each with its own
+//! store and libp2p swarm on loopback, in one runtime. They form a federation through the
+//! `Federation` API, replicate a publication, catch up on what they missed, and stop talking
+//! to a removed member.
+
+use std::time::{Duration, Instant};
+
+use allmende::api::AppState;
+use allmende::config::Config;
+use allmende::federation::{MemberCard, SearchQuery};
+use allmende::identity::Identity;
+use allmende::store::Store;
+
+struct Node {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    network: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.network.abort();
+    }
+}
+
+fn node(name: &str, key: &str) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(name.into(), key.into());
+    config.p2p.listen = vec![
+        "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+        "/ip4/127.0.0.1/tcp/0".into(),
+    ];
+    config.p2p.sync_interval_ms = 300;
+    config.publisher.contact_email = Some("daten@example.org".into());
+    config.save(dir.path()).unwrap();
+    Identity::create(dir.path()).unwrap();
+    Store::open(dir.path(), true).unwrap();
+    let state = allmende::server::open(dir.path(), config).unwrap();
+    let network = allmende::federation::spawn(
+        state.federation.clone(),
+        state.policies.clone(),
+        state.provider.clone(),
+        state.identity.signing_key(),
+        &state.config.p2p,
+    )
+    .unwrap();
+    Node {
+        _dir: dir,
+        state,
+        network,
+    }
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not reached within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn card(n: &Node) -> MemberCard {
+    until("listening", || {
+        !n.state.federation.card().addresses.is_empty()
+    })
+    .await;
+    n.state.federation.card()
+}
+
+fn digest(n: &Node) -> String {
+    n.state.federation.status().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn connected(n: &Node) -> usize {
+    n.state.federation.status().unwrap()["connected"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+async fn publish(n: &Node, title: &str) {
+    let datasets = n.state.datasets.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("d.csv");
+    std::fs::write(&src, "a,b\n1,2\n").unwrap();
+    let dataset = datasets
+        .import(
+            allmende::datasets::ImportRequest {
+                source: src,
+                file_name: Some("d.csv".into()),
+                format: None,
+                metadata: allmende::datasets::MetadataInput {
+                    title: Some(title.into()),
+                    description: Some("Beschreibung".into()),
+                    license: Some("cc-by/4.0".into()),
+                    themes: Some(vec!["REGI".into()]),
+                    ..Default::default()
+                },
+                version_of: None,
+            },
+            &|_| {},
+        )
+        .unwrap();
+    n.state
+        .federation
+        .publish(&dataset, None, false)
+        .await
+        .unwrap();
+}
+
+fn hits(n: &Node, q: &str) -> usize {
+    let query = SearchQuery {
+        q: Some(q.into()),
+        ..SearchQuery::default()
+    };
+    n.state.federation.search(&query).unwrap().total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_swarms_replicate_catch_up_and_drop_a_removed_member() {
+    let a = node("Stadt Münster", "05515");
+    let b = node("Stadt Würzburg", "09663");
+    let c = node("Stadt Mönchengladbach", "05116");
+    let (cb, cc) = (card(&b).await, card(&c).await);
+    let founding = a
+        .state
+        .federation
+        .create("test".into(), vec![cb, cc], None, None)
+        .unwrap();
+    let signed = b
+        .state
+        .federation
+        .sign(&founding.to_bytes().unwrap())
+        .await
+        .unwrap();
+    let signed = c
+        .state
+        .federation
+        .sign(&signed.to_bytes().unwrap())
+        .await
+        .unwrap();
+    let bytes = signed.to_bytes().unwrap();
+    for n in [&a, &b, &c] {
+        n.state.federation.apply(&bytes).await.unwrap();
+    }
+    until("full mesh", || {
+        connected(&a) == 2 && connected(&b) == 2 && connected(&c) == 2
+    })
+    .await;
+
+    // A publication reaches every member by gossip.
+    publish(&a, "Bevölkerung der Kreise").await;
+    until("replicated", || {
+        hits(&b, "Bevölkerung") == 1 && hits(&c, "Bevölkerung") == 1
+    })
+    .await;
+
+    // C stops; A and B publish; C comes back (same store, new swarm) and catches up by sync.
+    c.network.abort();
+    until("c gone", || connected(&a) == 1).await;
+    publish(&b, "Verkehrszählungen am Ring").await;
+    publish(&a, "Luftqualität Innenstadt").await;
+    let mut c = c;
+    c.network = allmende::federation::spawn(
+        c.state.federation.clone(),
+        c.state.policies.clone(),
+        c.state.provider.clone(),
+        c.state.identity.signing_key(),
+        &c.state.config.p2p,
+    )
+    .unwrap();
+    until("c caught up", || {
+        digest(&c) == digest(&a) && digest(&b) == digest(&a)
+    })
+    .await;
+    assert_eq!(hits(&c, "Luftqualität"), 1);
+
+    // A and B remove C (2 of 3 signatures): C is disconnected and its entries are hidden.
+    publish(&c, "Haushaltsplan").await;
+    until("c's entry replicated", || hits(&a, "Haushaltsplan") == 1).await;
+    let c_id = c.state.federation.peer_id().to_string();
+    let proposal = a
+        .state
+        .federation
+        .propose_change(vec![], vec![c_id])
+        .await
+        .unwrap();
+    b.state
+        .federation
+        .sign(&proposal.to_bytes().unwrap())
+        .await
+        .unwrap();
+    until("removal installed", || {
+        a.state.federation.roster_version() == 2 && b.state.federation.roster_version() == 2
+    })
+    .await;
+    until("c disconnected", || {
+        connected(&a) == 1 && connected(&b) == 1
+    })
+    .await;
+    assert_eq!(hits(&a, "Haushaltsplan"), 0);
+    assert_eq!(hits(&b, "Haushaltsplan"), 0);
+}
