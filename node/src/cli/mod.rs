@@ -92,6 +92,13 @@ impl Cli {
 
 /// Runs the command line; errors are reported by `main`.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Run(_)) {
+        // A client command whose output is piped into `head` or `grep -q` should end quietly
+        // when the reader goes away, as command-line tools do; the server keeps Rust's default
+        // (SIGPIPE ignored, write errors handled).
+        // SAFETY: setting a signal disposition to its default has no memory-safety preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match &cli.command {
         Command::Init(args) => init::run(&cli.data_dir, args),
         Command::Run(args) => run::run(&cli.data_dir, args),
