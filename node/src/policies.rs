@@ -698,10 +698,7 @@ mod tests {
     use super::*;
 
     fn policies() -> (tempfile::TempDir, Arc<Store>, Policies) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), true).unwrap());
-        let p = Policies::open(store.clone(), SigningKey::from_bytes(&[5; 32])).unwrap();
-        (dir, store, p)
+        policies_with(5)
     }
 
     const OFFER: &str = r#"{

@@ -86,7 +86,8 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "datasets": views })))
 }
 
-async fn find(state: &AppState, id: String) -> Result<StoredDataset, ApiError> {
+/// The dataset with this id or name (looked up on a blocking thread).
+pub(super) async fn find(state: &AppState, id: String) -> Result<StoredDataset, ApiError> {
     let datasets = state.datasets.clone();
     blocking(move || Ok(datasets.get(&id)?)).await
 }

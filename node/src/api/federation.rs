@@ -153,10 +153,7 @@ async fn publish(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let datasets = state.datasets.clone();
-    let dataset = tokio::task::spawn_blocking(move || datasets.get(&id))
-        .await
-        .map_err(ApiError::internal)??;
+    let dataset = super::datasets::find(&state, id).await?;
     let missing = dataset.record.missing_mandatory();
     if !missing.is_empty() {
         return Err(ApiError::new(
@@ -179,10 +176,7 @@ async fn withdraw(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let datasets = state.datasets.clone();
-    let dataset = tokio::task::spawn_blocking(move || datasets.get(&id))
-        .await
-        .map_err(ApiError::internal)??;
+    let dataset = super::datasets::find(&state, id).await?;
     let entry = state.federation.publish(&dataset, None, true).await?;
     Ok(Json(entry_view(&entry)))
 }

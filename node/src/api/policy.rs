@@ -51,18 +51,11 @@ fn view(signed: &SignedPolicy) -> Value {
     })
 }
 
-async fn dataset_id(state: &AppState, id: String) -> Result<crate::store::StoredDataset, ApiError> {
-    let datasets = state.datasets.clone();
-    Ok(tokio::task::spawn_blocking(move || datasets.get(&id))
-        .await
-        .map_err(ApiError::internal)??)
-}
-
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let dataset = dataset_id(&state, id).await?;
+    let dataset = super::datasets::find(&state, id).await?;
     let policy = state.policies.get(&dataset.record.id)?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -78,7 +71,7 @@ async fn attach(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let dataset = dataset_id(&state, id).await?;
+    let dataset = super::datasets::find(&state, id).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid-policy", "the policy must be UTF-8 JSON-LD"))?;
     let signed = state.policies.attach(&dataset.record.id, text)?;
