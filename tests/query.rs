@@ -378,6 +378,21 @@ fn federated_sql_across_three_cities() {
             >= 8
     );
     assert!(wuerzburg.ok(&["audit", "verify"]).contains("intact"));
+    // Prometheus metrics count the queries asked here and every member's answers.
+    let metrics = allmende_e2e::http()
+        .get(format!("{}/metrics", muenster.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    for line in [
+        "allmende_federated_queries_total{status=\"ok\"}",
+        "allmende_member_answers_total{status=\"denied\"}",
+        "allmende_member_answers_total{status=\"timeout\"}",
+        "allmende_connected_peers 2",
+        "allmende_federated_query_seconds_count",
+    ] {
+        assert!(metrics.contains(line), "`{line}` missing from:\n{metrics}");
+    }
     // Members cosign each other's audit checkpoints as they sync.
     poll(
         "Würzburg's checkpoints cosigned by a peer",

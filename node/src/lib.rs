@@ -16,6 +16,7 @@ pub mod dcat;
 pub mod federation;
 pub mod identity;
 pub mod import;
+pub mod metrics;
 pub mod output;
 pub mod policies;
 pub mod query;

@@ -95,6 +95,7 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
         federation: Arc::new(federation),
         policies,
         provider,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
         started,
         auth,
     })

@@ -266,6 +266,17 @@ impl Store {
         self.write(batch)
     }
 
+    /// A numeric RocksDB property such as `rocksdb.estimate-num-keys`.
+    pub fn property(&self, name: &str) -> Option<u64> {
+        self.db
+            .property_value(name)
+            .ok()
+            .flatten()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Flushes memtables to disk; called on shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(|e| self.err(e))

@@ -40,6 +40,8 @@ pub struct AppState {
     pub policies: Arc<Policies>,
     /// What answering federated queries needs.
     pub provider: Arc<ProviderContext>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// When the node started.
     pub started: Instant,
     /// Authentication and access control.

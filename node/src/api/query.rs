@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::error::ApiJson;
 use super::{ApiError, AppState};
+use crate::metrics::Status;
 use crate::output::OutputFormat;
 use crate::query::{self, QueryError, QueryOptions};
 
@@ -74,7 +75,8 @@ async fn run(
             .as_ref()
             .map_or_else(|| state.config.name.clone(), |p| p.organisation.clone()),
     };
-    let answer = query::run(
+    let started = std::time::Instant::now();
+    let result = query::run(
         &state.federation,
         &state.provider,
         state.identity.signing_key(),
@@ -82,7 +84,35 @@ async fn run(
         &options,
         state.config.limits.sql_memory_bytes,
     )
-    .await?;
+    .await;
+    state
+        .metrics
+        .query_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(QueryError::Plan(_)) => "invalid",
+        Err(QueryError::NoProviders(_)) => "no_providers",
+        Err(QueryError::Incomplete(_)) => "incomplete",
+        Err(_) => "error",
+    };
+    state
+        .metrics
+        .queries
+        .get_or_create(&Status {
+            status: outcome.into(),
+        })
+        .inc();
+    let answer = result?;
+    for m in &answer.members {
+        state
+            .metrics
+            .member_answers
+            .get_or_create(&Status {
+                status: m.status.clone(),
+            })
+            .inc();
+    }
     let receipt = hex::encode(answer.receipt.as_bytes());
     let members = serde_json::to_string(&answer.members).map_err(ApiError::internal)?;
     let stream = Box::pin(

@@ -111,6 +111,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/auth/login", Public),
     ("GET", "/auth/callback", Public),
     ("GET", "/api/v1/node", r(Viewer)),
+    ("GET", "/metrics", r(Viewer)),
     ("GET", "/api/v1/datasets", r(Viewer)),
     ("POST", "/api/v1/datasets", r(Steward)),
     ("GET", "/api/v1/datasets/{id}", r(Viewer)),

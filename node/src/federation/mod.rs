@@ -789,6 +789,16 @@ impl Federation {
         Ok(self.index.search(query, &visible)?)
     }
 
+    /// Datasets in the replicated catalog index.
+    pub fn catalog_size(&self) -> u64 {
+        self.index.len()
+    }
+
+    /// Connected peers.
+    pub fn connected_count(&self) -> usize {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// The organisation of a member (or of this node).
     pub fn organisation_of(&self, peer: &PeerId) -> Option<String> {
         if *peer == self.peer_id {
