@@ -371,26 +371,17 @@ fn merge_into(
     bytes: &ByteBuf,
     member: &str,
 ) -> Result<u64, String> {
-    let (_, batches) = decode(bytes)?;
+    let (schema, batches) = decode(bytes)?;
+    let schema = with_member(&RecordBatch::new_empty(schema), member)?.schema();
+    let list = match merged {
+        None => &mut merged.insert((schema, Vec::new())).1,
+        Some((known, list)) if known.fields() == schema.fields() => list,
+        Some(_) => return Err("its answer's columns differ from the other members'".into()),
+    };
     let mut rows = 0;
     for b in batches {
-        let b = with_member(&b, member)?;
         rows += b.num_rows() as u64;
-        match merged {
-            None => *merged = Some((b.schema(), vec![b])),
-            Some((schema, list)) => {
-                if b.schema().fields() != schema.fields() {
-                    return Err("its answer's columns differ from the other members'".into());
-                }
-                list.push(b);
-            }
-        }
-    }
-    if merged.is_none() {
-        // An empty answer still fixes the schema.
-        let (schema, _) = decode(bytes)?;
-        let empty = with_member(&RecordBatch::new_empty(schema), member)?;
-        *merged = Some((empty.schema(), vec![]));
+        list.push(with_member(&b, member)?);
     }
     Ok(rows)
 }
