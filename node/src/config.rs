@@ -227,6 +227,16 @@ pub struct Limits {
     pub sql_memory_bytes: u64,
     /// Longest a single SQL query may run, in seconds.
     pub sql_timeout_secs: u64,
+    /// Largest file this node receives in a transfer, in bytes.
+    #[serde(default = "default_max_transfer_bytes")]
+    pub max_transfer_bytes: u64,
+    /// Bandwidth of each transfer this node serves, in bytes a second; 0 for no limit.
+    #[serde(default)]
+    pub transfer_rate_bytes: u64,
+}
+
+fn default_max_transfer_bytes() -> u64 {
+    64 << 30
 }
 
 impl Default for Limits {
@@ -235,6 +245,8 @@ impl Default for Limits {
             max_upload_bytes: 8 << 30,
             sql_memory_bytes: 1 << 30,
             sql_timeout_secs: 60,
+            max_transfer_bytes: default_max_transfer_bytes(),
+            transfer_rate_bytes: 0,
         }
     }
 }
@@ -285,6 +297,12 @@ pub struct Overrides {
     /// Time limit of one SQL query in seconds.
     #[arg(long, env = "ALLMENDE_SQL_TIMEOUT_SECS")]
     pub sql_timeout_secs: Option<u64>,
+    /// Largest file received in a transfer, in bytes.
+    #[arg(long, env = "ALLMENDE_MAX_TRANSFER_BYTES")]
+    pub max_transfer_bytes: Option<u64>,
+    /// Bandwidth of each transfer served, in bytes a second (0: no limit).
+    #[arg(long, env = "ALLMENDE_TRANSFER_RATE_BYTES")]
+    pub transfer_rate_bytes: Option<u64>,
     /// Publisher URI.
     #[arg(long, env = "ALLMENDE_PUBLISHER_URI")]
     pub publisher_uri: Option<String>,
@@ -398,6 +416,8 @@ impl Config {
         set(&mut self.limits.max_upload_bytes, &o.max_upload_bytes);
         set(&mut self.limits.sql_memory_bytes, &o.sql_memory_bytes);
         set(&mut self.limits.sql_timeout_secs, &o.sql_timeout_secs);
+        set(&mut self.limits.max_transfer_bytes, &o.max_transfer_bytes);
+        set(&mut self.limits.transfer_rate_bytes, &o.transfer_rate_bytes);
         set_opt(&mut self.publisher.uri, &o.publisher_uri);
         set_opt(&mut self.publisher.contact_email, &o.contact_email);
         set_opt(&mut self.publisher.contact_name, &o.contact_name);

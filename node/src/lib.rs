@@ -24,3 +24,4 @@ pub mod sample;
 pub mod server;
 pub mod sql;
 pub mod store;
+pub mod transfer;

@@ -679,6 +679,29 @@ impl Policies {
         (audit.log.len(), hex::encode(audit.log.root()))
     }
 
+    /// Up to `limit` audited decisions from index `from` on, with their indexes.
+    pub fn audit_entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, AuditRecord)>, PolicyError> {
+        let start = key("entry", from);
+        let mut out = Vec::new();
+        for (k, v) in self.store.scan(b"audit/entry/", &start, limit)? {
+            let corrupt = |message: String| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                message,
+            };
+            let index = std::str::from_utf8(&k["audit/entry/".len()..])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| corrupt("not an index".into()))?;
+            let record = serde_json::from_slice(&v).map_err(|e| corrupt(e.to_string()))?;
+            out.push((index, record));
+        }
+        Ok(out)
+    }
+
     /// Recomputes the log and checks every checkpoint.
     pub fn verify(&self) -> Result<VerifyReport, PolicyError> {
         let audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());

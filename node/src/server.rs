@@ -44,6 +44,9 @@ pub enum NodeError {
     /// Recovery after a crash failed.
     #[error("recovering the data dir failed: {0}")]
     Recover(#[from] DatasetError),
+    /// Transfers could not start.
+    #[error(transparent)]
+    Transfer(#[from] crate::transfer::TransferError),
     /// Binding or serving failed.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
@@ -78,7 +81,10 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
         config.p2p.external.clone(),
         store.clone(),
     )?;
-    let policies = Arc::new(Policies::open(store, identity.signing_key().clone())?);
+    let policies = Arc::new(Policies::open(
+        store.clone(),
+        identity.signing_key().clone(),
+    )?);
     let datasets = Arc::new(datasets);
     let provider = Arc::new(crate::query::provider::ProviderContext::new(
         datasets.clone(),
@@ -88,13 +94,24 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
         std::time::Duration::from_secs(config.limits.sql_timeout_secs),
         4,
     ));
+    let federation = Arc::new(federation);
+    let transfers = Arc::new(crate::transfer::Transfers::new(
+        data_dir,
+        store,
+        federation.clone(),
+        policies.clone(),
+        provider.clone(),
+        config.limits.max_transfer_bytes,
+        config.limits.transfer_rate_bytes,
+    ));
     Ok(AppState {
         config,
         identity,
         datasets,
-        federation: Arc::new(federation),
+        federation,
         policies,
         provider,
+        transfers,
         metrics: Arc::new(crate::metrics::Metrics::new()),
         started,
         auth,
@@ -115,6 +132,12 @@ pub async fn serve(
         state.identity.signing_key(),
         &state.config.p2p,
     )?;
+    state.transfers.serve()?;
+    match state.transfers.resume_interrupted() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(n, "continuing transfers a restart interrupted"),
+        Err(e) => tracing::error!(error = %e, "cannot continue interrupted transfers"),
+    }
     let datasets = state.datasets.clone();
     let policies = state.policies.clone();
     let auth = state.auth.clone();

@@ -12,6 +12,7 @@
 //! - [`sync`]: anti-entropy messages: digests (version vectors) and entry ranges;
 //! - [`negotiate`]: contract negotiation messages (offer, signed request, agreement);
 //! - [`query`]: federated query requests, signed answers and receipts;
+//! - [`transfer`]: whole-dataset transfer requests and signed file headers;
 //! - [`codec`]: serde helpers for binary fields;
 //! - [`version`]: protocol ids and format versions.
 #![deny(missing_docs)]
@@ -25,6 +26,7 @@ pub mod negotiate;
 pub mod query;
 pub mod roster;
 pub mod sync;
+pub mod transfer;
 pub mod version;
 
 pub use catalog::{CatalogEntry, ChainError, EntryOp, PolicyRef, SignedCatalogEntry};

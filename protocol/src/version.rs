@@ -35,3 +35,6 @@ pub fn revocation_topic(federation: &str) -> String {
 
 /// The libp2p protocol id of federated queries.
 pub const QUERY: &str = "/allmende/query/1";
+
+/// The libp2p stream protocol id of whole-dataset transfers.
+pub const TRANSFER: &str = "/allmende/transfer/1";

@@ -7,6 +7,7 @@ mod node;
 mod policy;
 mod query;
 mod sql;
+mod transfers;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub policies: Arc<Policies>,
     /// What answering federated queries needs.
     pub provider: Arc<ProviderContext>,
+    /// Whole-dataset transfers, as consumer and provider.
+    pub transfers: Arc<crate::transfer::Transfers>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When the node started.
@@ -61,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(federation::routes())
         .merge(policy::routes())
         .merge(query::routes())
+        .merge(transfers::routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         // Uploads are bounded by `limits.max_upload_bytes` while they stream to disk.
         .merge(datasets::routes().layer(DefaultBodyLimit::disable()))

@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/agreements", get(agreements).post(negotiate))
         .route("/api/v1/agreements/{id}/revoke", post(revoke))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/audit/entries", get(audit_entries))
         .route("/api/v1/audit/verify", get(verify))
 }
 
@@ -117,12 +118,31 @@ async fn negotiate(
             format!("`{}` is not a PeerId", body.provider),
         )
     })?;
+    let verified = conclude(&state, provider, &body.dataset).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": hex::encode(verified.agreement.hash()),
+            "provider": provider.to_string(),
+            "dataset": body.dataset,
+            "policy": allmende_policy::parse::emit::to_value(&verified.agreement.payload().policy),
+        })),
+    ))
+}
+
+/// Negotiates an agreement for `dataset` with `provider` over libp2p: fetches its signed offer,
+/// signs a request, and keeps the countersigned agreement.
+pub(super) async fn conclude(
+    state: &AppState,
+    provider: PeerId,
+    dataset: &str,
+) -> Result<allmende_policy::agreement::VerifiedAgreement, ApiError> {
     let offer = match state
         .federation
         .negotiate(
             provider,
             NegotiateRequest::Offer {
-                dataset: body.dataset.clone(),
+                dataset: dataset.to_owned(),
             },
         )
         .await?
@@ -158,7 +178,7 @@ async fn negotiate(
         .negotiate(
             provider,
             NegotiateRequest::Agree {
-                dataset: body.dataset.clone(),
+                dataset: dataset.to_owned(),
                 request: serde_bytes::ByteBuf::from(request.to_bytes()),
             },
         )
@@ -174,18 +194,9 @@ async fn negotiate(
             ));
         }
     };
-    let verified = state
+    Ok(state
         .policies
-        .accept(provider, &body.dataset, &offer, &agreement)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": hex::encode(verified.agreement.hash()),
-            "provider": provider.to_string(),
-            "dataset": body.dataset,
-            "policy": allmende_policy::parse::emit::to_value(&verified.agreement.payload().policy),
-        })),
-    ))
+        .accept(provider, dataset, &offer, &agreement)?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +227,33 @@ async fn audit(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         json!({ "size": size, "root": root, "cosignatures": cosignatures }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn audit_entries(
+    State(state): State<AppState>,
+    super::error::ApiQuery(q): super::error::ApiQuery<EntriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = state.policies.audit_entries(q.from, limit)?;
+    Ok(Json(json!({
+        "entries": entries
+            .into_iter()
+            .map(|(index, r)| {
+                let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+                v["index"] = json!(index);
+                v
+            })
+            .collect::<Vec<_>>(),
+    })))
 }
 
 async fn verify(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -3,6 +3,7 @@
 
 mod dataset;
 mod federation;
+mod fetch;
 mod init;
 mod policy;
 mod query;
@@ -59,6 +60,8 @@ pub enum Command {
     Catalog(federation::CatalogCommand),
     /// Federated SQL across the members (`<member>.<dataset>`, `federation.<kind>`).
     Query(query::QueryArgs),
+    /// Download a member's dataset (the view its agreement permits), verified and resumable.
+    Fetch(fetch::FetchArgs),
     /// Signed receipts of federated answers.
     #[command(subcommand)]
     Receipt(query::ReceiptCommand),
@@ -111,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cmd) => block_on(policy::run(cli.client(), cmd)),
         Command::Query(args) => block_on(query::run(cli.client(), args)),
         Command::Receipt(cmd) => query::receipt(cmd),
+        Command::Fetch(args) => block_on(fetch::run(cli.client(), args)),
         Command::Agreement(cmd) => block_on(policy::agreement(cli.client(), cmd)),
         Command::Audit(cmd) => block_on(policy::audit(cli.client(), &cli.data_dir, cmd)),
         Command::Federation(cmd) => block_on(federation::run(cli.client(), cmd)),

@@ -77,6 +77,15 @@ pub enum AgreementCommand {
 /// The `audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// List audited decisions (JSON lines), oldest first.
+    List {
+        /// The first index.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// How many (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Recompute the audit log and check every signed checkpoint; exits 1 on tampering.
     Verify {
         /// Read the data dir directly (read-only) instead of asking the running node.
@@ -202,7 +211,21 @@ pub(super) async fn audit(
     data_dir: &Path,
     cmd: &AuditCommand,
 ) -> anyhow::Result<ExitCode> {
-    let AuditCommand::Verify { offline } = cmd;
+    let offline = match cmd {
+        AuditCommand::List { from, limit } => {
+            let v = client
+                .get_query(
+                    "/api/v1/audit/entries",
+                    &[("from", from.to_string()), ("limit", limit.to_string())],
+                )
+                .await?;
+            for e in v["entries"].as_array().into_iter().flatten() {
+                println!("{e}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        AuditCommand::Verify { offline } => offline,
+    };
     if !*offline {
         return Ok(report(&client.get("/api/v1/audit/verify").await?));
     }

@@ -8,7 +8,7 @@
 mod codec;
 pub mod log;
 mod network;
-mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod search;
 
 use std::collections::{BTreeMap, HashMap};
@@ -301,6 +301,8 @@ pub struct Federation {
     listen: RwLock<Vec<String>>,
     external: Vec<String>,
     handle: RwLock<Option<Handle>>,
+    /// Opens and accepts raw libp2p streams (transfers).
+    streams: RwLock<Option<libp2p_stream::Control>>,
 }
 
 impl std::fmt::Debug for Federation {
@@ -349,6 +351,7 @@ impl Federation {
             listen: RwLock::new(Vec::new()),
             external,
             handle: RwLock::new(None),
+            streams: RwLock::new(None),
         })
     }
 
@@ -371,6 +374,62 @@ impl Federation {
 
     pub(crate) fn set_handle(&self, handle: Handle) {
         *self.handle.write().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
+
+    pub(crate) fn set_streams(&self, control: libp2p_stream::Control) {
+        *self.streams.write().unwrap_or_else(|p| p.into_inner()) = Some(control);
+    }
+
+    fn streams(&self) -> Result<libp2p_stream::Control, FederationError> {
+        self.streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(FederationError::Stopped)
+    }
+
+    /// Opens a stream of `protocol` to the member `peer` (dialling it if needed), within 10 s.
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: &'static str,
+    ) -> Result<libp2p::Stream, FederationError> {
+        if self
+            .roster()
+            .and_then(|r| r.member(&peer).cloned())
+            .is_none()
+        {
+            return Err(FederationError::Invalid(format!(
+                "`{peer}` is not a member of this node's federation"
+            )));
+        }
+        let mut control = self.streams()?;
+        let open = control.open_stream(peer, libp2p::StreamProtocol::new(protocol));
+        match tokio::time::timeout(std::time::Duration::from_secs(10), open).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(FederationError::Invalid(format!(
+                "cannot open a stream to `{peer}`: {e}"
+            ))),
+            Err(_) => Err(FederationError::Invalid(format!(
+                "cannot open a stream to `{peer}` within 10 s"
+            ))),
+        }
+    }
+
+    /// The inbound streams of `protocol`, from any connected peer (the caller checks
+    /// membership).
+    pub fn accept_streams(
+        &self,
+        protocol: &'static str,
+    ) -> Result<libp2p_stream::IncomingStreams, FederationError> {
+        self.streams()?
+            .accept(libp2p::StreamProtocol::new(protocol))
+            .map_err(|e| FederationError::Invalid(e.to_string()))
+    }
+
+    /// Whether `peer` is a member of the current roster (and not this node).
+    pub fn is_member(&self, peer: &PeerId) -> bool {
+        *peer != self.peer_id && self.roster().is_some_and(|r| r.member(peer).is_some())
     }
 
     /// The current roster, if this node is in a valid one and has not left it.

@@ -68,6 +68,7 @@ struct Behaviour {
     sync: SyncBehaviour,
     negotiate: NegotiateBehaviour,
     query: QueryBehaviour,
+    stream: libp2p_stream::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -162,6 +163,7 @@ fn build_swarm(key: &SigningKey, config: &P2pConfig) -> Result<Swarm<Behaviour>,
                 sync,
                 negotiate,
                 query,
+                stream: libp2p_stream::Behaviour::new(),
                 mdns: Toggle::from(mdns),
             })
         })
@@ -196,6 +198,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(1024);
     let (answers_tx, answers) = mpsc::channel(256);
     fed.set_handle(Handle { tx });
+    fed.set_streams(swarm.behaviour().stream.new_control());
     let network = Network {
         swarm,
         fed,

@@ -66,7 +66,7 @@ pub struct QueryOptions {
 }
 
 /// The short-lived assertion about the user for one provider, signed by this node.
-fn assertion(
+pub(crate) fn assertion(
     key: &SigningKey,
     options: &QueryOptions,
     audience: PeerId,

@@ -154,6 +154,30 @@ fn conditions_of(e: &Expr) -> Option<Vec<Condition>> {
     }
 }
 
+/// The provider conditions of a row filter written as SQL (`year >= 2024 AND station = 'a'`):
+/// and-ed comparisons of a column with literals, `IN`, `BETWEEN` and null checks.
+pub fn filter_conditions(text: &str) -> Result<Vec<Condition>, PlanError> {
+    let expr = Parser::new(&GenericDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| PlanError(format!("the row filter is not an SQL expression: {e}")))?;
+    let mut parts = Vec::new();
+    conjuncts(expr, &mut parts);
+    let mut out = Vec::new();
+    for part in parts {
+        match conditions_of(&part) {
+            Some(c) => out.extend(c),
+            None => {
+                return err(format!(
+                    "`{part}` is not a comparison of a column with literals; a row filter is \
+                     and-ed comparisons (=, <>, <, <=, >, >=, IN, BETWEEN, IS [NOT] NULL)"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
     match e {
         Expr::BinaryOp {
@@ -550,6 +574,17 @@ mod tests {
         assert!(p.local_sql.contains("FROM __fed"), "{}", p.local_sql);
         assert!(p.local_sql.contains("SUM(\"__n\")"), "{}", p.local_sql);
         assert!(!p.local_sql.contains("WHERE"), "{}", p.local_sql);
+    }
+
+    #[test]
+    fn row_filters_become_conditions_or_clear_errors() {
+        let c = filter_conditions("jahr BETWEEN 2020 AND 2024 AND station IN ('a', 'b')").unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[2].op, CompareOp::In);
+        let e = filter_conditions("no2 + 1 > 3").unwrap_err().to_string();
+        assert!(e.contains("not a comparison"), "{e}");
+        assert!(filter_conditions("a = 1 OR b = 2").is_err());
+        assert!(filter_conditions("'; DROP").is_err());
     }
 
     #[test]

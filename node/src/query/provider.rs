@@ -77,8 +77,23 @@ impl ProviderContext {
         &self.policies
     }
 
+    /// The node's datasets.
+    pub(crate) fn datasets(&self) -> &Arc<Datasets> {
+        &self.datasets
+    }
+
+    /// The node's signing key.
+    pub(crate) fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Memory one fragment (or one transfer view) may use.
+    pub(crate) fn memory_limit(&self) -> u64 {
+        self.memory_limit
+    }
+
     /// Opens the asker's assertion and refuses a replay.
-    fn assertion(&self, asker: &PeerId, bytes: &[u8]) -> Result<UserAssertion, String> {
+    pub(crate) fn assertion(&self, asker: &PeerId, bytes: &[u8]) -> Result<UserAssertion, String> {
         let now = crate::federation::now();
         let a = UserAssertion::open(bytes, asker, &self.me, now).map_err(|e| e.to_string())?;
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -237,7 +252,8 @@ pub fn columns_used(f: &Fragment, schema: &[crate::store::Field]) -> Vec<String>
 }
 
 /// Past use per policy, counted in the store.
-struct UsageCounts<'a>(&'a Policies);
+/// The policy state (use counts) as the evaluator reads it.
+pub(crate) struct UsageCounts<'a>(pub(crate) &'a Policies);
 
 impl State for UsageCounts<'_> {
     fn usage(&self, id: &PolicyId, _uid: &str) -> Usage {

@@ -1,0 +1,306 @@
+//! The consumer's side of a transfer: one attempt asks the provider for the bytes after those
+//! already on disk, checks the signed header, writes and hashes what arrives, and on the last
+//! byte checks the whole file against the signed SHA-256.
+
+use std::time::Duration;
+
+use allmende_protocol::query::MAX_ASSERTION_SECS;
+use allmende_protocol::transfer::{
+    MAX_TRANSFER_REPLY_BYTES, TransferFormat, TransferHeader, TransferReply, TransferRequest,
+    frame, frame_len,
+};
+use allmende_protocol::{PeerId, Signed};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_bytes::ByteBuf;
+use sha2::Digest;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use super::{TransferRecord, Transfers};
+use crate::query::QueryOptions;
+
+/// Longest wait for the provider's reply (it may first write the view).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest silence while bytes are expected.
+const READ_STALL: Duration = Duration::from_secs(30);
+/// How often the bytes received are saved to the record.
+const SAVE_EVERY: u64 = 64 << 20;
+
+/// Why an attempt ended without the file.
+pub(super) enum Failure {
+    /// Try again (resuming): the connection broke, the provider was busy or unreachable.
+    Retry(String),
+    /// Give up: denied, or the provider's answer is invalid.
+    Final(String),
+}
+
+/// Reads one length-prefixed CBOR frame of at most `max` bytes.
+pub(super) async fn read_frame<T, R>(io: &mut R, max: usize) -> Result<T, String>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    let mut prefix = [0u8; 4];
+    io.read_exact(&mut prefix)
+        .await
+        .map_err(|e| format!("reading a frame: {e}"))?;
+    let len = frame_len(prefix, max).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; len];
+    io.read_exact(&mut body)
+        .await
+        .map_err(|e| format!("reading a frame: {e}"))?;
+    allmende_protocol::cbor::from_slice(&body, max).map_err(|e| format!("a malformed frame: {e}"))
+}
+
+/// Writes one frame and flushes it.
+pub(super) async fn write_frame<T, W>(io: &mut W, value: &T) -> Result<(), String>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin,
+{
+    let bytes = frame(value).map_err(|e| e.to_string())?;
+    io.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    io.flush().await.map_err(|e| e.to_string())
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    hex::decode(s).ok()?.try_into().ok()
+}
+
+/// One attempt; `record` is updated with what the provider said and what arrived.
+pub(super) async fn attempt(t: &Transfers, record: &mut TransferRecord) -> Result<(), Failure> {
+    let peer: PeerId = record
+        .provider
+        .parse()
+        .map_err(|_| Failure::Final(format!("`{}` is not a PeerId", record.provider)))?;
+    let agreement = hex32(&record.agreement)
+        .ok_or_else(|| Failure::Final("the agreement id is not 32 bytes of hex".into()))?;
+    let part = t.incoming_path(&record.id);
+    if let Some(dir) = part.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| Failure::Final(e.to_string()))?;
+    }
+    let resume = record.sha256.as_deref().and_then(hex32);
+    let have = match (resume, tokio::fs::metadata(&part).await) {
+        (Some(_), Ok(m)) => m.len(),
+        _ => 0,
+    };
+    let options = QueryOptions {
+        deadline: Duration::from_secs(MAX_ASSERTION_SECS - 60),
+        require_all: false,
+        purpose: record.purpose.clone(),
+        roles: record.roles.clone(),
+        user: record.user.clone(),
+        organisation: record.organisation.clone(),
+    };
+    let assertion = crate::query::assertion(&t.key, &options, peer)
+        .map_err(|e| Failure::Final(e.to_string()))?;
+    let request = TransferRequest {
+        dataset: record.dataset.clone(),
+        agreement,
+        view: record.view.clone(),
+        format: record.format,
+        offset: have,
+        resume: resume.filter(|_| have > 0),
+        assertion: ByteBuf::from(assertion),
+    };
+    let stream = t
+        .federation
+        .open_stream(peer, allmende_protocol::version::TRANSFER)
+        .await
+        .map_err(|e| Failure::Retry(e.to_string()))?;
+    let mut io = stream.compat();
+    write_frame(&mut io, &request)
+        .await
+        .map_err(Failure::Retry)?;
+    let reply: TransferReply =
+        tokio::time::timeout(REPLY_TIMEOUT, read_frame(&mut io, MAX_TRANSFER_REPLY_BYTES))
+            .await
+            .map_err(|_| {
+                Failure::Retry(format!(
+                    "the provider did not answer within {REPLY_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(Failure::Retry)?;
+    let header_bytes = match reply {
+        TransferReply::Header(bytes) => bytes,
+        TransferReply::Denied(reason) => {
+            return Err(Failure::Final(format!("the provider denied it: {reason}")));
+        }
+        TransferReply::Error(reason) => {
+            return Err(Failure::Retry(format!("the provider failed: {reason}")));
+        }
+    };
+    let header = check_header(t, peer, record, agreement, &header_bytes, have)?;
+    record.size = Some(header.size);
+    record.sha256 = Some(hex::encode(header.sha256));
+    record.version = Some(header.version);
+    record.rows = Some(header.rows);
+    record.columns = header.columns.clone();
+    record.header = Some(hex::encode(&header_bytes));
+    record.received = header.offset;
+    t.save(record).map_err(|e| Failure::Final(e.to_string()))?;
+
+    let (received, digest) = receive(t, record, &mut io, &part, &header).await?;
+    if received < header.size {
+        return Err(Failure::Retry(format!(
+            "the connection broke after {received} of {} bytes",
+            header.size
+        )));
+    }
+    if digest != header.sha256 {
+        let _ = tokio::fs::remove_file(&part).await;
+        record.sha256 = None;
+        record.received = 0;
+        return Err(Failure::Retry(
+            "the file assembled does not match the provider's signed SHA-256; starting again"
+                .into(),
+        ));
+    }
+    let done = t.complete_path(record);
+    if let Some(dir) = done.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| Failure::Final(e.to_string()))?;
+    }
+    tokio::fs::rename(&part, &done)
+        .await
+        .map_err(|e| Failure::Final(e.to_string()))?;
+    Ok(())
+}
+
+/// Checks the provider's signed header against what was asked and what is on disk.
+fn check_header(
+    t: &Transfers,
+    peer: PeerId,
+    record: &TransferRecord,
+    agreement: [u8; 32],
+    bytes: &[u8],
+    have: u64,
+) -> Result<TransferHeader, Failure> {
+    let bad = |m: &str| Failure::Final(format!("the provider's header is invalid: {m}"));
+    let signed: Signed<TransferHeader> =
+        Signed::from_bytes(bytes, MAX_TRANSFER_REPLY_BYTES).map_err(|e| bad(&e.to_string()))?;
+    if signed.signer() != peer {
+        return Err(bad("not signed by the provider"));
+    }
+    let h = signed.into_payload();
+    if h.consumer != t.me {
+        return Err(bad("made for another node"));
+    }
+    if h.dataset != record.dataset || h.agreement != agreement || h.format != record.format {
+        return Err(bad("names another dataset, agreement or format"));
+    }
+    if h.size > t.max_bytes {
+        return Err(Failure::Final(format!(
+            "the file has {} bytes, more than this node accepts ({})",
+            h.size, t.max_bytes
+        )));
+    }
+    if h.offset != 0 && (h.offset != have || record.sha256 != Some(hex::encode(h.sha256))) {
+        return Err(bad("resumes at a point this node did not ask for"));
+    }
+    if !record.view.columns.is_empty() && h.columns != record.view.columns {
+        return Err(bad("serves other columns than asked"));
+    }
+    // A whole dataset in Parquet is the owner's stored file: its checksum is in the owner's
+    // signed catalog entry of that version.
+    if h.format == TransferFormat::Parquet
+        && record.view.filter.is_empty()
+        && let Some(announced) = announced_checksum(t, peer, &h)
+        && announced != h.sha256
+    {
+        return Err(bad(
+            "its SHA-256 differs from the checksum in the owner's signed catalog entry",
+        ));
+    }
+    Ok(h)
+}
+
+/// The Parquet checksum the owner's signed catalog entry announces for this version of the
+/// dataset, when this node has that entry and the header covers every column of it.
+fn announced_checksum(t: &Transfers, peer: PeerId, h: &TransferHeader) -> Option<[u8; 32]> {
+    let entries = t.federation.log().latest_entries().ok()?;
+    let (entry, _) = entries.into_iter().find(|(e, _)| {
+        let e = e.payload();
+        e.publisher == peer && e.dataset.id == h.dataset && e.dataset.version == h.version
+    })?;
+    let record = &entry.payload().dataset;
+    let d = record.distributions.first()?;
+    if d.byte_size != h.size || !d.checksum.algorithm.eq_ignore_ascii_case("sha256") {
+        // Not the stored file (a column subset), or announced with another algorithm.
+        return None;
+    }
+    hex32(&d.checksum.value)
+}
+
+/// Appends the stream's bytes to the part file (cut to the header's offset first) until the
+/// announced size; returns the size on disk and the SHA-256 of the whole file.
+async fn receive<R>(
+    t: &Transfers,
+    record: &mut TransferRecord,
+    io: &mut R,
+    part: &std::path::Path,
+    header: &TransferHeader,
+) -> Result<(u64, [u8; 32]), Failure>
+where
+    R: AsyncRead + Unpin,
+{
+    let io_err = |e: std::io::Error| Failure::Final(format!("writing the file: {e}"));
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(part)
+        .await
+        .map_err(io_err)?;
+    file.set_len(header.offset).await.map_err(io_err)?;
+    let (prefix, mut hasher) = {
+        let path = part.to_path_buf();
+        let offset = header.offset;
+        tokio::task::spawn_blocking(move || super::view::hasher_of(&path, offset))
+            .await
+            .map_err(|e| Failure::Final(e.to_string()))?
+            .map_err(io_err)?
+    };
+    if prefix != header.offset {
+        return Err(Failure::Final(
+            "the partial file shrank while resuming".into(),
+        ));
+    }
+    let mut out = BufWriter::with_capacity(256 << 10, file);
+    let mut received = header.offset;
+    let mut saved = received;
+    let mut buf = vec![0u8; 256 << 10];
+    let broke = loop {
+        let n = match tokio::time::timeout(READ_STALL, io.read(&mut buf)).await {
+            Ok(Ok(0)) if received == header.size => break None,
+            Ok(Ok(0)) => break Some("the provider closed the stream early".to_owned()),
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) if received == header.size => break None,
+            Ok(Err(e)) => break Some(e.to_string()),
+            Err(_) => break Some(format!("no bytes for {READ_STALL:?}")),
+        };
+        if n as u64 > header.size - received {
+            return Err(Failure::Final(
+                "the provider sent more bytes than its header announced".into(),
+            ));
+        }
+        out.write_all(&buf[..n]).await.map_err(io_err)?;
+        hasher.update(&buf[..n]);
+        received += n as u64;
+        if received - saved >= SAVE_EVERY {
+            record.received = received;
+            let _ = t.save(record);
+            saved = received;
+        }
+    };
+    out.flush().await.map_err(io_err)?;
+    out.get_ref().sync_all().await.map_err(io_err)?;
+    record.received = received;
+    if let Some(reason) = broke {
+        tracing::info!(received, %reason, "transfer stream ended early");
+    }
+    Ok((received, hasher.finalize().into()))
+}

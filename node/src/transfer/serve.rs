@@ -1,0 +1,401 @@
+//! The provider's side of a transfer: read the request, check the agreement, decide, audit,
+//! and stream the file.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use allmende_policy::agreement::{Agreement, ContractRequest};
+use allmende_policy::{
+    Action, Outcome, PolicyEntry, PolicyId, PolicyKind, Principal, QueryShape, Request, compile,
+    decide,
+};
+use allmende_protocol::transfer::{
+    MAX_TRANSFER_REQUEST_BYTES, TransferHeader, TransferReply, TransferRequest, TransferView,
+};
+use allmende_protocol::{MAX_ENVELOPE_BYTES, PeerId, Signed};
+use futures::StreamExt;
+use serde_bytes::ByteBuf;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tracing::Instrument;
+
+use super::Transfers;
+use super::fetch::{read_frame, write_frame};
+use super::view::{self, ServedFile, permitted_columns};
+use crate::policies::dataset_target;
+use crate::query::provider::UsageCounts;
+use crate::store::StoredDataset;
+
+/// Longest wait for the request frame.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a single write of file bytes may stall before the transfer is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+/// Bytes read from the file and written to the stream at once.
+const CHUNK: usize = 1 << 20;
+
+/// Accepts inbound transfer streams: members only, within their rate, a few at a time.
+pub(super) async fn accept(t: Arc<Transfers>, mut incoming: libp2p_stream::IncomingStreams) {
+    while let Some((peer, stream)) = incoming.next().await {
+        if !t.federation.is_member(&peer) {
+            tracing::warn!(%peer, "transfer stream from a non-member dropped");
+            continue;
+        }
+        let allowed = t
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(peer, Instant::now());
+        let permit = t.serving.clone().try_acquire_owned().ok();
+        let span = tracing::info_span!("transfer_serve", %peer);
+        let this = t.clone();
+        tokio::spawn(
+            async move {
+                let mut io = stream.compat();
+                let busy = match (allowed, &permit) {
+                    (false, _) => Some("over the rate of transfer requests; try again later"),
+                    (_, None) => Some("serving too many transfers; try again later"),
+                    _ => None,
+                };
+                if let Some(reason) = busy {
+                    let _ = write_frame(&mut io, &TransferReply::Error(reason.into())).await;
+                    return;
+                }
+                serve(&this, peer, &mut io).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+enum Refusal {
+    Denied(String),
+    Error(String),
+}
+
+async fn serve<S>(t: &Transfers, peer: PeerId, io: &mut S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request: TransferRequest =
+        match tokio::time::timeout(REQUEST_TIMEOUT, read_frame(io, MAX_TRANSFER_REQUEST_BYTES))
+            .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(%peer, error = %e, "malformed transfer request");
+                let _ = write_frame(io, &TransferReply::Error(e)).await;
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "no transfer request within {REQUEST_TIMEOUT:?}");
+                return;
+            }
+        };
+    let prepared = prepare(t, peer, &request).await;
+    let (decision, detail) = match &prepared {
+        Ok((header, _)) => (
+            "permit",
+            format!(
+                "agreement {}; columns {}; {} conditions; {} bytes from {}, sha256 {}",
+                hex::encode(request.agreement),
+                header.columns.join(","),
+                request.view.filter.len(),
+                header.size,
+                header.offset,
+                hex::encode(header.sha256)
+            ),
+        ),
+        Err(Refusal::Denied(r)) => ("deny", r.clone()),
+        Err(Refusal::Error(r)) => ("error", r.clone()),
+    };
+    if let Err(e) = t.policies.record(
+        &peer.to_string(),
+        "transfer",
+        &request.dataset,
+        decision,
+        &detail,
+    ) {
+        tracing::error!(error = %e, "auditing a transfer decision failed");
+    }
+    let (header, file) = match prepared {
+        Ok(p) => p,
+        Err(Refusal::Denied(r)) => {
+            let _ = write_frame(io, &TransferReply::Denied(r)).await;
+            return;
+        }
+        Err(Refusal::Error(r)) => {
+            let _ = write_frame(io, &TransferReply::Error(r)).await;
+            return;
+        }
+    };
+    let signed = match Signed::sign(&header, t.provider.key()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = write_frame(io, &TransferReply::Error(e.to_string())).await;
+            return;
+        }
+    };
+    if write_frame(io, &TransferReply::Header(ByteBuf::from(signed.to_bytes())))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let started = Instant::now();
+    match send_file(io, &file, header.offset, t.rate).await {
+        Ok(sent) => tracing::info!(
+            sent,
+            ms = started.elapsed().as_millis() as u64,
+            "transfer sent"
+        ),
+        Err(e) => tracing::info!(error = %e, "transfer broken off"),
+    }
+}
+
+/// Writes the file from `offset` to the end, at most `rate` bytes a second (0: no limit), then
+/// closes the stream.
+async fn send_file<S>(io: &mut S, file: &ServedFile, offset: u64, rate: u64) -> std::io::Result<u64>
+where
+    S: tokio::io::AsyncWrite + Unpin,
+{
+    let mut f = tokio::fs::File::open(&file.path).await?;
+    f.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut left = file.size - offset;
+    let chunk = if rate > 0 {
+        usize::try_from(rate / 8)
+            .unwrap_or(CHUNK)
+            .clamp(1024, CHUNK)
+    } else {
+        CHUNK
+    };
+    let mut buf = vec![0u8; chunk];
+    let mut sent = 0u64;
+    let started = tokio::time::Instant::now();
+    while left > 0 {
+        if rate > 0 {
+            let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+            tokio::time::sleep_until(due).await;
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = f.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("the file is shorter than announced"));
+        }
+        tokio::time::timeout(WRITE_STALL, io.write_all(&buf[..n]))
+            .await
+            .map_err(|_| std::io::Error::other("the consumer stopped reading"))??;
+        left -= n as u64;
+        sent += n as u64;
+    }
+    io.flush().await?;
+    io.shutdown().await?;
+    Ok(sent)
+}
+
+/// Checks the agreement and the request, decides, and gets the file ready.
+async fn prepare(
+    t: &Transfers,
+    peer: PeerId,
+    request: &TransferRequest,
+) -> Result<(TransferHeader, ServedFile), Refusal> {
+    let dataset = t
+        .provider
+        .datasets()
+        .store()
+        .get(&request.dataset)
+        .map_err(|e| Refusal::Error(e.to_string()))?
+        .ok_or_else(|| Refusal::Error(format!("no dataset `{}`", request.dataset)))?;
+    let agreement = agreement(t, peer, &dataset, &request.agreement)?;
+    let user = t
+        .provider
+        .assertion(&peer, &request.assertion)
+        .map_err(Refusal::Denied)?;
+    let view = resolve_view(&agreement.payload().policy, &dataset, &request.view)?;
+
+    // The agreement's terms, bound to this consumer by both signatures (checked above), are
+    // evaluated like an offer: the party check is the signature, not an organisation string.
+    let mut terms = agreement.payload().policy.clone();
+    terms.kind = PolicyKind::Offer;
+    terms.assignee = None;
+    let id = PolicyId(agreement.hash());
+    let mut compiled = compile([PolicyEntry {
+        id,
+        policy: terms,
+        authority: vec![t.me, peer],
+    }])
+    .map_err(|e| Refusal::Error(e.to_string()))?;
+    for r in t
+        .policies
+        .revocations()
+        .map_err(|e| Refusal::Error(e.to_string()))?
+    {
+        compiled.revocations_mut().insert(r);
+    }
+    let mut req = Request::new(
+        Action::Read,
+        dataset_target(&dataset.record.id),
+        chrono::Utc::now(),
+    );
+    req.principal = Principal {
+        peer: Some(peer),
+        org: t.federation.organisation_of(&peer),
+        claims: [
+            ("sub".to_owned(), user.subject.clone()),
+            ("organisation".to_owned(), user.organisation.clone()),
+        ]
+        .into_iter()
+        .collect(),
+        roles: user.roles.clone(),
+    };
+    req.purpose = user.purpose.clone();
+    req.query_shape = Some(QueryShape::Row);
+    let mut read = view.columns.clone();
+    for c in &view.filter {
+        if !read.contains(&c.column) {
+            read.push(c.column.clone());
+        }
+    }
+    req.columns = Some(read);
+    let decision = decide(&compiled, &req, &UsageCounts(&t.policies));
+    if decision.decision != Outcome::Permit {
+        let rules: Vec<String> = decision.rules.iter().map(ToString::to_string).collect();
+        return Err(Refusal::Denied(
+            format!(
+                "{} {}",
+                match decision.decision {
+                    Outcome::Deny => "a prohibition of the agreement applies (or it was revoked)",
+                    Outcome::Indeterminate =>
+                        "the agreement needs a value the request does not carry (e.g. a purpose)",
+                    _ => "no permission of the agreement covers reading these rows and columns",
+                },
+                rules.join(" ")
+            )
+            .trim_end()
+            .to_owned(),
+        ));
+    }
+
+    let file = {
+        let _one_at_a_time = t.writing.lock().await;
+        view::prepare(&t.provider, &t.views_dir(), &dataset, &view, request.format)
+            .await
+            .map_err(Refusal::Error)?
+    };
+    let offset = match request.resume {
+        Some(sha) if sha == file.sha256 && request.offset <= file.size => request.offset,
+        _ => 0,
+    };
+    if offset == 0 {
+        let _ = t.policies.count_use(&id);
+    }
+    let header = TransferHeader {
+        consumer: peer,
+        dataset: dataset.record.id.clone(),
+        version: dataset.record.version,
+        agreement: request.agreement,
+        columns: view.columns,
+        rows: file.rows,
+        format: request.format,
+        size: file.size,
+        sha256: file.sha256,
+        offset,
+        issued: crate::federation::now(),
+    };
+    Ok((header, file))
+}
+
+/// The agreement `id`, concluded by this node with `peer` for `dataset`, with both signatures
+/// checked.
+fn agreement(
+    t: &Transfers,
+    peer: PeerId,
+    dataset: &StoredDataset,
+    id: &[u8; 32],
+) -> Result<Signed<Agreement>, Refusal> {
+    let hex_id = hex::encode(id);
+    let none = || Refusal::Denied(format!("no agreement `{hex_id}` with this member"));
+    let record = t
+        .policies
+        .agreements()
+        .map_err(|e| Refusal::Error(e.to_string()))?
+        .into_iter()
+        .find(|(k, _)| *k == hex_id)
+        .map(|(_, r)| r)
+        .ok_or_else(none)?;
+    if record.role != "provider" || record.counterpart != peer.to_string() {
+        return Err(none());
+    }
+    let covers = t
+        .provider
+        .datasets()
+        .store()
+        .find(&record.dataset)
+        .ok()
+        .flatten()
+        .is_some_and(|d| d.record.id == dataset.record.id);
+    if !covers {
+        return Err(Refusal::Denied(format!(
+            "agreement `{hex_id}` does not cover dataset `{}`",
+            dataset.record.id
+        )));
+    }
+    let signed: Signed<Agreement> = Signed::from_bytes(&record.bytes, MAX_ENVELOPE_BYTES)
+        .map_err(|e| Refusal::Error(format!("stored agreement unreadable: {e}")))?;
+    let request: Signed<ContractRequest> =
+        Signed::from_bytes(&signed.payload().request, MAX_ENVELOPE_BYTES)
+            .map_err(|e| Refusal::Error(format!("stored agreement unreadable: {e}")))?;
+    if signed.signer() != t.me || request.signer() != peer {
+        return Err(none());
+    }
+    Ok(signed)
+}
+
+/// The view to serve: the asked columns (or every permitted one), each existing and permitted,
+/// and conditions on existing columns.
+fn resolve_view(
+    terms: &allmende_policy::Policy,
+    dataset: &StoredDataset,
+    asked: &TransferView,
+) -> Result<TransferView, Refusal> {
+    let exists = |c: &str| dataset.schema.iter().any(|f| f.name == c);
+    let permitted = permitted_columns(terms, dataset);
+    for c in asked
+        .columns
+        .iter()
+        .chain(asked.filter.iter().map(|f| &f.column))
+    {
+        if !exists(c) {
+            return Err(Refusal::Error(format!(
+                "dataset `{}` has no column `{c}`",
+                dataset.record.slug
+            )));
+        }
+    }
+    let columns = if asked.columns.is_empty() {
+        permitted
+    } else {
+        if let Some(c) = asked.columns.iter().find(|c| !permitted.contains(c)) {
+            return Err(Refusal::Denied(format!(
+                "column `{c}` is not among the columns the agreement permits ({})",
+                permitted.join(", ")
+            )));
+        }
+        let mut seen = Vec::new();
+        for c in &asked.columns {
+            if !seen.contains(c) {
+                seen.push(c.clone());
+            }
+        }
+        seen
+    };
+    if columns.is_empty() {
+        return Err(Refusal::Denied(
+            "the agreement permits none of the dataset's columns".into(),
+        ));
+    }
+    Ok(TransferView {
+        columns,
+        filter: asked.filter.clone(),
+    })
+}
