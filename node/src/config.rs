@@ -70,6 +70,38 @@ pub struct Config {
     /// Sign-in and access control.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// OpenTelemetry export of the node's tracing spans.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// OpenTelemetry export of the node's tracing spans (`[telemetry]`; see `crate::telemetry`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP collector, e.g. `http://127.0.0.1:4318`; spans go to
+    /// `<url>/v1/traces`. None: the standard `OTEL_EXPORTER_OTLP_ENDPOINT` if set, else no
+    /// export at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` the spans are exported under.
+    pub service_name: String,
+    /// Share of traces exported, from 0.0 to 1.0; a trace is kept or dropped whole.
+    pub sample_ratio: f64,
+    /// A `tracing` filter choosing the exported spans, independent of `log.level`; the
+    /// default takes the node's info spans and every request's span (`allmende::api`, debug).
+    pub filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "allmende".into(),
+            sample_ratio: 1.0,
+            filter: "warn,allmende=info,allmende::api=debug".into(),
+        }
+    }
 }
 
 /// Sign-in and access control (`[auth]`; see `crate::auth`).
@@ -348,6 +380,18 @@ pub struct Overrides {
     /// Origins allowed by CORS, comma-separated (`*` for any).
     #[arg(long, env = "ALLMENDE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+    /// Base URL of an OTLP/HTTP collector for the node's spans, e.g. `http://127.0.0.1:4318`.
+    #[arg(long, env = "ALLMENDE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    #[arg(long, env = "ALLMENDE_OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
+    /// Share of traces exported (0.0 to 1.0).
+    #[arg(long, env = "ALLMENDE_TRACE_SAMPLE_RATIO")]
+    pub trace_sample_ratio: Option<f64>,
+    /// Filter choosing the exported spans, e.g. `warn,allmende=debug`.
+    #[arg(long, env = "ALLMENDE_TRACE_FILTER")]
+    pub trace_filter: Option<String>,
 }
 
 impl Config {
@@ -362,6 +406,7 @@ impl Config {
             publisher: PublisherConfig::default(),
             p2p: P2pConfig::default(),
             auth: AuthConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 
@@ -439,6 +484,10 @@ impl Config {
             &o.allow_local_token_in_production,
         );
         set(&mut self.auth.cors_allowed_origins, &o.cors_origins);
+        set_opt(&mut self.telemetry.otlp_endpoint, &o.otlp_endpoint);
+        set(&mut self.telemetry.service_name, &o.otel_service_name);
+        set(&mut self.telemetry.sample_ratio, &o.trace_sample_ratio);
+        set(&mut self.telemetry.filter, &o.trace_filter);
         self.validate()
     }
 
@@ -475,7 +524,7 @@ impl Config {
                 "limits must be greater than zero".into(),
             ));
         }
-        Ok(())
+        self.telemetry.validate()
     }
 
     /// The base URL under which the API is reached, without a trailing slash.
@@ -484,6 +533,35 @@ impl Config {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{}", self.http.listen),
         }
+    }
+}
+
+impl TelemetryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.otlp_endpoint {
+            let uri = url.parse::<axum::http::Uri>().ok();
+            let scheme = uri.as_ref().and_then(|u| u.scheme_str());
+            if !matches!(scheme, Some("http" | "https"))
+                || uri.as_ref().and_then(|u| u.host()).is_none()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "telemetry.otlp_endpoint must be an http(s) URL such as \
+                     http://127.0.0.1:4318, got `{url}`"
+                )));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(ConfigError::Invalid(format!(
+                "telemetry.sample_ratio must be between 0.0 and 1.0, got {}",
+                self.sample_ratio
+            )));
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "telemetry.service_name must not be empty".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -525,5 +603,60 @@ mod tests {
         .unwrap();
         let err = Config::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_section_parses_overrides_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "name = \"A\"\ndistrict_key = \"05515\"\n";
+        std::fs::write(Config::path(dir.path()), base).unwrap();
+        let config = Config::load(dir.path()).unwrap();
+        assert_eq!(config.telemetry, TelemetryConfig::default());
+        assert_eq!(config.telemetry.otlp_endpoint, None);
+
+        std::fs::write(
+            Config::path(dir.path()),
+            format!(
+                "{base}[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = 0.25\n"
+            ),
+        )
+        .unwrap();
+        let mut config = Config::load(dir.path()).unwrap();
+        let t = &config.telemetry;
+        assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+        assert_eq!(t.sample_ratio, 0.25);
+        assert_eq!(t.service_name, "allmende");
+        assert_eq!(t.filter, "warn,allmende=info,allmende::api=debug");
+
+        let o = Overrides {
+            otlp_endpoint: Some("https://otel.example.org:4318".into()),
+            otel_service_name: Some("allmende-muenster".into()),
+            ..Overrides::default()
+        };
+        config.apply(&o).unwrap();
+        let t = &config.telemetry;
+        assert_eq!(
+            t.otlp_endpoint.as_deref(),
+            Some("https://otel.example.org:4318")
+        );
+        assert_eq!(t.service_name, "allmende-muenster");
+        config.save(dir.path()).unwrap();
+        assert_eq!(Config::load(dir.path()).unwrap(), config);
+
+        for (bad, named) in [
+            ("otlp_endpoint = \"localhost:4318\"", "otlp_endpoint"),
+            ("otlp_endpoint = \"ftp://c:21\"", "otlp_endpoint"),
+            ("sample_ratio = 1.5", "sample_ratio"),
+            ("service_name = \" \"", "service_name"),
+            ("exporter = \"jaeger\"", "exporter"),
+        ] {
+            std::fs::write(
+                Config::path(dir.path()),
+                format!("{base}[telemetry]\n{bad}\n"),
+            )
+            .unwrap();
+            let err = Config::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains(named), "{bad}: {err}");
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! This crate holds the `allmende` binary's library: the configuration ([`config`]), the node's
 //! identity ([`identity`]), durable metadata ([`store`]) and datasets ([`datasets`], converted by
 //! [`import`] and described by [`dcat`]), local SQL ([`sql`]), the HTTP API ([`api`]), the
-//! command line ([`cli`]) with its API client ([`client`]), and sample data ([`sample`]).
+//! command line ([`cli`]) with its API client ([`client`]), sample data ([`sample`]) and the
+//! optional OpenTelemetry export of its spans ([`telemetry`]).
 #![deny(missing_docs)]
 
 pub mod api;
@@ -24,4 +25,5 @@ pub mod sample;
 pub mod server;
 pub mod sql;
 pub mod store;
+pub mod telemetry;
 pub mod transfer;

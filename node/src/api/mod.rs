@@ -10,11 +10,11 @@ mod sql;
 mod transfers;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use tower_http::trace::TraceLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -80,12 +80,41 @@ pub fn router(state: AppState) -> Router {
                 "no such route; the API lives under /api/v1",
             )
         })
-        // The span names the path only: a query string may hold a sign-in code.
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
-                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(request_done),
         )
         .layer(auth.cors())
         .with_state(state)
+}
+
+/// The span of one request, with OpenTelemetry's HTTP attribute names (`otel.*` fields name and
+/// mark the exported span). It holds the path only: a query string may hold a sign-in code. At
+/// debug level, so the log shows it only when asked to; `telemetry.filter` exports it by default.
+fn request_span(req: &axum::extract::Request) -> tracing::Span {
+    let method = req.method().as_str();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    tracing::debug_span!(
+        "request",
+        otel.name = route.map_or_else(|| method.to_owned(), |r| format!("{method} {r}")),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = route,
+        url.path = req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records the status on the request's span; a 5xx marks the exported span as failed.
+fn request_done(res: &axum::response::Response, latency: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", res.status().as_u16());
+    if res.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    DefaultOnResponse::new().on_response(res, latency, span);
 }

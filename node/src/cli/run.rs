@@ -5,10 +5,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{Config, LogFormat, Overrides};
+use crate::identity::Identity;
 use crate::server;
+use crate::telemetry::{self, Telemetry};
 
 /// Arguments of `allmende run`.
 #[derive(Debug, clap::Args)]
@@ -18,7 +22,12 @@ pub struct RunArgs {
     pub settings: Overrides,
 }
 
-fn init_tracing(config: &Config) -> anyhow::Result<()> {
+/// Installs the log on stderr (filtered by `log.level`) and, when given, the OpenTelemetry
+/// layer (filtered by its own `telemetry.filter`).
+fn init_tracing(
+    config: &Config,
+    otel: Option<impl Layer<Registry> + Send + Sync + 'static>,
+) -> anyhow::Result<()> {
     // libp2p's Kademlia warns about bootstrapping before any peer is known, which is the
     // normal state of a node outside a federation; keep that out of the log unless asked for.
     let mut level = config.log.level.clone();
@@ -27,36 +36,69 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
     }
     let filter = EnvFilter::try_new(&level)
         .with_context(|| format!("invalid log filter `{}`", config.log.level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match config.log.format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+    let pretty = (config.log.format == LogFormat::Pretty)
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = (config.log.format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    let log = Layer::and_then(pretty, json).with_filter(filter);
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(log)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
 pub(super) fn run(data_dir: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = server::load_config(data_dir, &args.settings)?;
-    init_tracing(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        let listen = config.http.listen;
-        let state = server::open(data_dir, config)?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, peer_id = %state.identity.peer_id(), name = %state.config.name,
-            "node started in {:?}", state.started.elapsed());
-        // One machine-readable line on stdout, for scripts and tests.
-        println!("allmende listening on http://{addr}");
-        std::io::stdout().flush()?;
-        server::serve(state, listener, server::shutdown_signal()).await?;
-        tracing::info!("node stopped; store flushed");
-        Ok(ExitCode::SUCCESS)
-    })
+    let (telemetry, otel) = match telemetry::endpoint(&config.telemetry, |v| std::env::var(v).ok())
+    {
+        Some(endpoint) => {
+            let origin = telemetry::Origin {
+                peer_id: Identity::load(data_dir)?.peer_id(),
+                name: &config.name,
+                district_key: &config.district_key,
+            };
+            let (telemetry, layer) = Telemetry::start(
+                &config.telemetry,
+                endpoint,
+                &origin,
+                runtime.handle().clone(),
+            )?;
+            (Some(telemetry), Some(layer))
+        }
+        None => (None, None),
+    };
+    init_tracing(&config, otel)?;
+    if let Some(t) = &telemetry {
+        tracing::info!(endpoint = t.endpoint(), "exporting spans over OTLP/HTTP");
+    }
+    let result = runtime.block_on(serve(data_dir, config));
+    // The runtime still runs the exporter's last requests; this thread is none of its workers.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    result
+}
+
+async fn serve(data_dir: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    let listen = config.http.listen;
+    let state = server::open(data_dir, config)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, peer_id = %state.identity.peer_id(), name = %state.config.name,
+        "node started in {:?}", state.started.elapsed());
+    // One machine-readable line on stdout, for scripts and tests.
+    println!("allmende listening on http://{addr}");
+    std::io::stdout().flush()?;
+    server::serve(state, listener, server::shutdown_signal()).await?;
+    tracing::info!("node stopped; store flushed");
+    Ok(ExitCode::SUCCESS)
 }

@@ -212,6 +212,7 @@ impl Federation {
 
     /// Sends a federated query fragment to `peer` and waits for its answer (the caller bounds
     /// the wait with its deadline).
+    #[tracing::instrument(name = "ask_member", skip_all, fields(%peer, dataset = %request.dataset))]
     pub async fn query(
         &self,
         peer: PeerId,

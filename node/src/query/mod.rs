@@ -177,6 +177,7 @@ struct Reply {
 }
 
 /// Runs a federated query.
+#[tracing::instrument(name = "federated_query", skip_all, fields(providers))]
 pub async fn run(
     federation: &Federation,
     local: &ProviderContext,
@@ -191,6 +192,7 @@ pub async fn run(
         local_sql,
     } = plan::plan(sql_text)?;
     let providers = federation.providers(&target)?;
+    tracing::Span::current().record("providers", providers.len());
     if providers.is_empty() {
         return Err(QueryError::NoProviders(match target {
             plan::Target::Member { member, dataset } => {

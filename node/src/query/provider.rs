@@ -410,14 +410,16 @@ pub async fn answer_own(ctx: &ProviderContext, req: QueryRequest) -> QueryRespon
     respond(ctx, None, req).await
 }
 
+#[tracing::instrument(name = "query_answer", skip_all, fields(
+    peer = remote.as_ref().map(|(p, _)| tracing::field::display(p)),
+    dataset = %req.dataset, decision, rows,
+))]
 async fn respond(
     ctx: &ProviderContext,
     remote: Option<(PeerId, Option<String>)>,
     req: QueryRequest,
 ) -> QueryResponse {
     let peer = remote.as_ref().map(|(p, _)| *p);
-    let span = tracing::info_span!("query_answer", peer = ?peer, dataset = %req.dataset);
-    let _enter = span.enter();
     let mut header = AnswerHeader {
         query_hash: req.query_hash,
         dataset: req.dataset.clone(),
@@ -448,6 +450,9 @@ async fn respond(
         AnswerStatus::Denied => "deny",
         AnswerStatus::Error => "error",
     };
+    tracing::Span::current()
+        .record("decision", decision)
+        .record("rows", header.rows);
     let detail = format!(
         "{} rows, {} groups suppressed; {}{}",
         header.rows,
