@@ -216,6 +216,19 @@ fn federated_sql_across_three_cities() {
     );
     assert_eq!(answer["rows"].as_array().map(Vec::len), Some(9));
 
+    // 1b. COUNT(*) alone, over everything and per member: one group per provider.
+    for sql in [
+        "SELECT COUNT(*) AS n FROM federation.air_quality_hourly",
+        "SELECT _member, COUNT(*) AS n FROM federation.air_quality_hourly GROUP BY _member ORDER BY _member",
+    ] {
+        let (status, answer) = query(
+            &muenster,
+            json!({ "sql": sql, "purpose": RESEARCH, "require_all": true }),
+        );
+        assert_eq!(status, 200, "{sql}: {answer}");
+        assert_rows_equal(&answer["rows"], &expected(&muenster, "ref_all", sql), sql);
+    }
+
     // 2. Rows: Würzburg gives aggregates only; the others' rows equal the reference exactly.
     let rows_sql = "SELECT _member, station, timestamp, no2_ugm3 FROM federation.air_quality_hourly \
                     WHERE no2_ugm3 > 30 ORDER BY _member, timestamp, station";

@@ -199,12 +199,16 @@ pub struct Fragment {
     pub order_by: Vec<(String, bool)>,
     /// Row limit, for a row query.
     pub limit: Option<u64>,
+    /// An aggregate query even without partial aggregates or groups (`SELECT COUNT(*) …`): the
+    /// provider returns the row count of the one group.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub count_only: bool,
 }
 
 impl Fragment {
     /// Whether the fragment asks for aggregates rather than rows.
     pub fn is_aggregate(&self) -> bool {
-        !self.aggregates.is_empty() || !self.group_by.is_empty()
+        self.count_only || !self.aggregates.is_empty() || !self.group_by.is_empty()
     }
 }
 

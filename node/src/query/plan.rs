@@ -513,6 +513,7 @@ pub fn plan(sql: &str) -> Result<Plan, PlanError> {
         if let Some(f) = failure {
             return err(f);
         }
+        fragment.count_only = !fragment.is_aggregate();
     } else {
         if !wildcard {
             fragment.columns = columns.into_iter().collect();
@@ -574,6 +575,20 @@ mod tests {
         assert!(p.local_sql.contains("FROM __fed"), "{}", p.local_sql);
         assert!(p.local_sql.contains("SUM(\"__n\")"), "{}", p.local_sql);
         assert!(!p.local_sql.contains("WHERE"), "{}", p.local_sql);
+    }
+
+    #[test]
+    fn count_star_alone_is_an_aggregate_fragment() {
+        for sql in [
+            "SELECT COUNT(*) AS n FROM federation.air",
+            "SELECT _member, COUNT(*) FROM federation.air GROUP BY _member",
+        ] {
+            let p = plan(sql).unwrap();
+            assert!(p.fragment.is_aggregate(), "{sql}");
+            assert!(p.fragment.count_only, "{sql}");
+            assert!(p.local_sql.contains("SUM(\"__n\")"), "{}", p.local_sql);
+        }
+        assert!(!plan("SELECT COUNT(no2) FROM federation.air").unwrap().fragment.count_only);
     }
 
     #[test]
