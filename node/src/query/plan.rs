@@ -588,7 +588,12 @@ mod tests {
             assert!(p.fragment.count_only, "{sql}");
             assert!(p.local_sql.contains("SUM(\"__n\")"), "{}", p.local_sql);
         }
-        assert!(!plan("SELECT COUNT(no2) FROM federation.air").unwrap().fragment.count_only);
+        assert!(
+            !plan("SELECT COUNT(no2) FROM federation.air")
+                .unwrap()
+                .fragment
+                .count_only
+        );
     }
 
     #[test]

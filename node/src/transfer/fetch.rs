@@ -2,6 +2,7 @@
 //! already on disk, checks the signed header, writes and hashes what arrives, and on the last
 //! byte checks the whole file against the signed SHA-256.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use allmende_protocol::query::MAX_ASSERTION_SECS;
@@ -14,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 use sha2::Digest;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::{TransferRecord, Transfers};
@@ -237,7 +238,8 @@ fn announced_checksum(t: &Transfers, peer: PeerId, h: &TransferHeader) -> Option
 }
 
 /// Appends the stream's bytes to the part file (cut to the header's offset first) until the
-/// announced size; returns the size on disk and the SHA-256 of the whole file.
+/// announced size; returns the size on disk and the SHA-256 of the whole file. A blocking thread
+/// writes and hashes while this task receives, fed through a small channel (bounded memory).
 async fn receive<R>(
     t: &Transfers,
     record: &mut TransferRecord,
@@ -249,31 +251,36 @@ where
     R: AsyncRead + Unpin,
 {
     let io_err = |e: std::io::Error| Failure::Final(format!("writing the file: {e}"));
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(part)
-        .await
-        .map_err(io_err)?;
-    file.set_len(header.offset).await.map_err(io_err)?;
-    let (prefix, mut hasher) = {
-        let path = part.to_path_buf();
-        let offset = header.offset;
-        tokio::task::spawn_blocking(move || super::view::hasher_of(&path, offset))
-            .await
-            .map_err(|e| Failure::Final(e.to_string()))?
-            .map_err(io_err)?
-    };
-    if prefix != header.offset {
-        return Err(Failure::Final(
-            "the partial file shrank while resuming".into(),
-        ));
-    }
-    let mut out = BufWriter::with_capacity(256 << 10, file);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let path = part.to_path_buf();
+    let offset = header.offset;
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, [u8; 32])> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        file.set_len(offset)?;
+        let (prefix, mut hasher) = super::view::hasher_of(&path, offset)?;
+        if prefix != offset {
+            return Err(std::io::Error::other(
+                "the partial file shrank while resuming",
+            ));
+        }
+        let mut out = std::io::BufWriter::with_capacity(256 << 10, file);
+        let mut written = offset;
+        while let Some(chunk) = rx.blocking_recv() {
+            out.write_all(&chunk)?;
+            hasher.update(&chunk);
+            written += chunk.len() as u64;
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok((written, hasher.finalize().into()))
+    });
     let mut received = header.offset;
     let mut saved = received;
-    let mut buf = vec![0u8; 256 << 10];
     let broke = loop {
+        let mut buf = vec![0u8; 256 << 10];
         let n = match tokio::time::timeout(READ_STALL, io.read(&mut buf)).await {
             Ok(Ok(0)) if received == header.size => break None,
             Ok(Ok(0)) => break Some("the provider closed the stream early".to_owned()),
@@ -287,8 +294,11 @@ where
                 "the provider sent more bytes than its header announced".into(),
             ));
         }
-        out.write_all(&buf[..n]).await.map_err(io_err)?;
-        hasher.update(&buf[..n]);
+        buf.truncate(n);
+        if tx.send(buf).await.is_err() {
+            // The writer stopped: its error follows.
+            break None;
+        }
         received += n as u64;
         if received - saved >= SAVE_EVERY {
             record.received = received;
@@ -296,11 +306,14 @@ where
             saved = received;
         }
     };
-    out.flush().await.map_err(io_err)?;
-    out.get_ref().sync_all().await.map_err(io_err)?;
-    record.received = received;
+    drop(tx);
+    let (written, digest) = writer
+        .await
+        .map_err(|e| Failure::Final(e.to_string()))?
+        .map_err(io_err)?;
+    record.received = written;
     if let Some(reason) = broke {
-        tracing::info!(received, %reason, "transfer stream ended early");
+        tracing::info!(written, %reason, "transfer stream ended early");
     }
-    Ok((received, hasher.finalize().into()))
+    Ok((written, digest))
 }

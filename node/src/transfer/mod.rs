@@ -166,7 +166,7 @@ pub struct Transfers {
     rate: u64,
     serving: Arc<Semaphore>,
     limiter: Mutex<RateLimiter>,
-    /// Views are written one at a time, so a view asked for twice is written once.
+    /// Views are written one at a time ([`view::prepare`]).
     writing: tokio::sync::Mutex<()>,
     /// Running downloads, by transfer id.
     tasks: Mutex<HashMap<String, tokio::task::AbortHandle>>,

@@ -15,7 +15,7 @@ use allmende_protocol::transfer::{
 use allmende_protocol::{MAX_ENVELOPE_BYTES, PeerId, Signed};
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tracing::Instrument;
 
@@ -154,14 +154,11 @@ where
 }
 
 /// Writes the file from `offset` to the end, at most `rate` bytes a second (0: no limit), then
-/// closes the stream.
+/// closes the stream. A blocking thread reads ahead through a small channel (bounded memory).
 async fn send_file<S>(io: &mut S, file: &ServedFile, offset: u64, rate: u64) -> std::io::Result<u64>
 where
     S: tokio::io::AsyncWrite + Unpin,
 {
-    let mut f = tokio::fs::File::open(&file.path).await?;
-    f.seek(std::io::SeekFrom::Start(offset)).await?;
-    let mut left = file.size - offset;
     let chunk = if rate > 0 {
         usize::try_from(rate / 8)
             .unwrap_or(CHUNK)
@@ -169,24 +166,46 @@ where
     } else {
         CHUNK
     };
-    let mut buf = vec![0u8; chunk];
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let path = file.path.clone();
+    let mut left = file.size - offset;
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut read = || -> std::io::Result<()> {
+            use std::io::{Read, Seek};
+            let mut f = std::fs::File::open(&path)?;
+            f.seek(std::io::SeekFrom::Start(offset))?;
+            while left > 0 {
+                let want = chunk.min(usize::try_from(left).unwrap_or(usize::MAX));
+                let mut buf = vec![0u8; want];
+                f.read_exact(&mut buf)?;
+                left -= want as u64;
+                if tx.blocking_send(Ok(buf)).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = read() {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
     let mut sent = 0u64;
     let started = tokio::time::Instant::now();
-    while left > 0 {
+    while let Some(buf) = rx.recv().await {
+        let buf = buf?;
         if rate > 0 {
             let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
             tokio::time::sleep_until(due).await;
         }
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = f.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(std::io::Error::other("the file is shorter than announced"));
-        }
-        tokio::time::timeout(WRITE_STALL, io.write_all(&buf[..n]))
+        tokio::time::timeout(WRITE_STALL, io.write_all(&buf))
             .await
             .map_err(|_| std::io::Error::other("the consumer stopped reading"))??;
-        left -= n as u64;
-        sent += n as u64;
+        sent += buf.len() as u64;
+    }
+    drop(rx);
+    let _ = reader.await;
+    if sent != file.size - offset {
+        return Err(std::io::Error::other("the file is shorter than announced"));
     }
     io.flush().await?;
     io.shutdown().await?;
@@ -276,12 +295,16 @@ async fn prepare(
         ));
     }
 
-    let file = {
-        let _one_at_a_time = t.writing.lock().await;
-        view::prepare(&t.provider, &t.views_dir(), &dataset, &view, request.format)
-            .await
-            .map_err(Refusal::Error)?
-    };
+    let file = view::prepare(
+        &t.provider,
+        &t.views_dir(),
+        &t.writing,
+        &dataset,
+        &view,
+        request.format,
+    )
+    .await
+    .map_err(Refusal::Error)?;
     let offset = match request.resume {
         Some(sha) if sha == file.sha256 && request.offset <= file.size => request.offset,
         _ => 0,

@@ -101,10 +101,12 @@ fn is_whole(dataset: &StoredDataset, view: &TransferView) -> bool {
             .all(|(c, f)| *c == f.name)
 }
 
-/// The file for `view` (columns already resolved and checked) of `dataset`, written if needed.
+/// The file for `view` (columns already resolved and checked) of `dataset`, written if needed;
+/// views are written one at a time under `writing`, so a view asked for twice is written once.
 pub(crate) async fn prepare(
     ctx: &ProviderContext,
     views_dir: &Path,
+    writing: &tokio::sync::Mutex<()>,
     dataset: &StoredDataset,
     view: &TransferView,
     format: TransferFormat,
@@ -126,10 +128,17 @@ pub(crate) async fn prepare(
     let key = view_key(dataset, view, format);
     let path = views_dir.join(format!("{key}.{}", format.extension()));
     let facts = views_dir.join(format!("{key}.json"));
-    if let Ok(bytes) = std::fs::read(&facts)
-        && let Ok(served) = serde_json::from_slice::<ServedFile>(&bytes)
-        && std::fs::metadata(&path).is_ok_and(|m| m.len() == served.size)
-    {
+    let written = || {
+        std::fs::read(&facts)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<ServedFile>(&bytes).ok())
+            .filter(|s| std::fs::metadata(&path).is_ok_and(|m| m.len() == s.size))
+    };
+    if let Some(served) = written() {
+        return Ok(served);
+    }
+    let _one_at_a_time = writing.lock().await;
+    if let Some(served) = written() {
         return Ok(served);
     }
     std::fs::create_dir_all(views_dir).map_err(|e| e.to_string())?;
