@@ -128,10 +128,10 @@ pub async fn serve(
     let network = crate::federation::spawn(
         state.federation.clone(),
         state.policies.clone(),
-        state.provider.clone(),
         state.identity.signing_key(),
         &state.config.p2p,
     )?;
+    crate::query::serve::serve(state.federation.clone(), state.provider.clone())?;
     state.transfers.serve()?;
     match state.transfers.resume_interrupted() {
         Ok(0) => {}

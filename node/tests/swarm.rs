@@ -39,7 +39,6 @@ fn node(name: &str, key: &str) -> Node {
     let network = allmende::federation::spawn(
         state.federation.clone(),
         state.policies.clone(),
-        state.provider.clone(),
         state.identity.signing_key(),
         &state.config.p2p,
     )
@@ -167,7 +166,6 @@ async fn three_swarms_replicate_catch_up_and_drop_a_removed_member() {
     c.network = allmende::federation::spawn(
         c.state.federation.clone(),
         c.state.policies.clone(),
-        c.state.provider.clone(),
         c.state.identity.signing_key(),
         &c.state.config.p2p,
     )

@@ -11,6 +11,7 @@
 //! - [`roster`]: [`roster::SignedRoster`], federation membership signed by its members;
 //! - [`sync`]: anti-entropy messages: digests (version vectors) and entry ranges;
 //! - [`negotiate`]: contract negotiation messages (offer, signed request, agreement);
+//! - [`frame`]: length-prefixed CBOR frames of the stream protocols;
 //! - [`query`]: federated query requests, signed answers and receipts;
 //! - [`transfer`]: whole-dataset transfer requests and signed file headers;
 //! - [`codec`]: serde helpers for binary fields;
@@ -22,6 +23,7 @@ pub mod cbor;
 pub mod codec;
 pub mod dcat;
 pub mod envelope;
+pub mod frame;
 pub mod negotiate;
 pub mod query;
 pub mod roster;

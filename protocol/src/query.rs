@@ -16,8 +16,8 @@ use crate::envelope::Signed;
 
 /// Largest query request accepted.
 pub const MAX_QUERY_REQUEST_BYTES: usize = 256 * 1024;
-/// Largest query response accepted (Arrow IPC plus the signed header).
-pub const MAX_QUERY_RESPONSE_BYTES: usize = 32 << 20;
+/// Largest answer accepted from one provider (Arrow IPC bytes).
+pub const MAX_QUERY_RESPONSE_BYTES: usize = 64 << 20;
 
 /// A request for one provider.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -247,7 +247,21 @@ pub struct AnswerHeader {
     pub batches_hash: [u8; 32],
 }
 
-/// A provider's answer.
+/// Largest data frame of a streamed answer.
+pub const MAX_ANSWER_FRAME_BYTES: usize = (1 << 20) + 1024;
+
+/// One frame of an answer streamed over [`crate::version::QUERY`]: the provider writes the
+/// Arrow IPC stream bytes in [`AnswerFrame::Data`] frames of at most 1 MiB as it produces them,
+/// then its signed [`AnswerHeader`] (whose `batches_hash` covers all data bytes) and closes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AnswerFrame {
+    /// The next part of the Arrow IPC stream.
+    Data(ByteBuf),
+    /// The signed header (COSE_Sign1); the last frame.
+    Header(ByteBuf),
+}
+
+/// A provider's answer, as the asking node assembles it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryResponse {
     /// The provider-signed [`AnswerHeader`] (COSE_Sign1).

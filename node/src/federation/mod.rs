@@ -6,6 +6,7 @@
 //! rest through a [`Handle`].
 
 mod codec;
+pub(crate) mod frames;
 pub mod log;
 mod network;
 pub(crate) mod ratelimit;
@@ -146,13 +147,6 @@ pub(crate) enum Command {
     RosterChanged,
     /// Gossip a signed revocation.
     Revoke(Vec<u8>),
-    /// Send a query fragment to a member and hand back its answer.
-    Query {
-        peer: PeerId,
-        request: Box<allmende_protocol::query::QueryRequest>,
-        reply:
-            tokio::sync::oneshot::Sender<Result<allmende_protocol::query::QueryResponse, String>>,
-    },
     /// Send a negotiation request to a member and hand back its answer.
     Negotiate {
         peer: PeerId,
@@ -210,20 +204,50 @@ impl Federation {
             .map_err(|_| FederationError::Invalid(format!("`{peer}` did not answer within 15 s")))?
     }
 
-    /// Sends a federated query fragment to `peer` and waits for its answer (the caller bounds
-    /// the wait with its deadline).
+    /// Sends a federated query fragment to `peer` over a stream and assembles its answer: data
+    /// frames (at most [`MAX_QUERY_RESPONSE_BYTES`] in all), then the signed header. The caller
+    /// bounds the wait with its deadline.
+    ///
+    /// [`MAX_QUERY_RESPONSE_BYTES`]: allmende_protocol::query::MAX_QUERY_RESPONSE_BYTES
     #[tracing::instrument(name = "ask_member", skip_all, fields(%peer, dataset = %request.dataset))]
     pub async fn query(
         &self,
         peer: PeerId,
         request: allmende_protocol::query::QueryRequest,
     ) -> Result<allmende_protocol::query::QueryResponse, FederationError> {
-        self.ask(|reply| Command::Query {
-            peer,
-            request: Box::new(request),
-            reply,
-        })
-        .await
+        use allmende_protocol::query::{
+            AnswerFrame, MAX_ANSWER_FRAME_BYTES, MAX_QUERY_RESPONSE_BYTES, QueryResponse,
+        };
+        use tokio_util::compat::FuturesAsyncReadCompatExt;
+        let stream = self
+            .open_stream(peer, allmende_protocol::version::QUERY)
+            .await?;
+        let mut io = stream.compat();
+        let fail =
+            |m: String| FederationError::Invalid(format!("the provider did not answer: {m}"));
+        frames::write_frame(&mut io, &request).await.map_err(fail)?;
+        let mut data = Vec::new();
+        loop {
+            match frames::read_frame::<AnswerFrame, _>(&mut io, MAX_ANSWER_FRAME_BYTES)
+                .await
+                .map_err(fail)?
+            {
+                AnswerFrame::Data(bytes) => {
+                    if data.len() + bytes.len() > MAX_QUERY_RESPONSE_BYTES {
+                        return Err(fail(format!(
+                            "its answer exceeds {MAX_QUERY_RESPONSE_BYTES} bytes"
+                        )));
+                    }
+                    data.extend_from_slice(&bytes);
+                }
+                AnswerFrame::Header(header) => {
+                    return Ok(QueryResponse {
+                        header,
+                        batches: serde_bytes::ByteBuf::from(data),
+                    });
+                }
+            }
+        }
     }
 
     /// The members (with dataset ids) that hold what a federated query reads: one member's

@@ -8,15 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allmende_protocol::negotiate::{MAX_NEGOTIATE_BYTES, NegotiateRequest, NegotiateResponse};
-use allmende_protocol::query::{
-    MAX_QUERY_REQUEST_BYTES, MAX_QUERY_RESPONSE_BYTES, QueryRequest, QueryResponse,
-};
 use allmende_protocol::roster::SignedRoster;
 use allmende_protocol::sync::{
     Digest, MAX_RANGE_ENTRIES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SyncRequest, SyncResponse,
 };
 use allmende_protocol::version::{
-    CATALOG_SYNC, KADEMLIA, NEGOTIATE, QUERY, catalog_topic, revocation_topic, roster_topic,
+    CATALOG_SYNC, KADEMLIA, NEGOTIATE, catalog_topic, revocation_topic, roster_topic,
 };
 use allmende_protocol::{MAX_ENVELOPE_BYTES, PeerId, Signed, SigningKey};
 use futures::StreamExt;
@@ -34,7 +31,6 @@ use super::ratelimit::RateLimiter;
 use super::{Command, Federation, Handle, Outcome, Rejection};
 use crate::config::P2pConfig;
 use crate::policies::Policies;
-use crate::query::provider::ProviderContext;
 
 /// Errors starting the network.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +49,6 @@ pub enum NetworkError {
 }
 
 type SyncBehaviour = request_response::Behaviour<CborCodec<SyncRequest, SyncResponse>>;
-type QueryBehaviour = request_response::Behaviour<CborCodec<QueryRequest, QueryResponse>>;
 type NegotiateBehaviour =
     request_response::Behaviour<CborCodec<NegotiateRequest, NegotiateResponse>>;
 
@@ -67,7 +62,6 @@ struct Behaviour {
     gossip: gossipsub::Behaviour,
     sync: SyncBehaviour,
     negotiate: NegotiateBehaviour,
-    query: QueryBehaviour,
     stream: libp2p_stream::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
@@ -127,16 +121,6 @@ fn build_swarm(key: &SigningKey, config: &P2pConfig) -> Result<Swarm<Behaviour>,
                 )],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
-            let query = request_response::Behaviour::with_codec(
-                CborCodec::new(MAX_QUERY_REQUEST_BYTES, MAX_QUERY_RESPONSE_BYTES),
-                [(
-                    StreamProtocol::new(QUERY),
-                    request_response::ProtocolSupport::Full,
-                )],
-                request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(60))
-                    .with_max_concurrent_streams(64),
-            );
             let mdns = if mdns_enabled {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config::default(),
@@ -162,7 +146,6 @@ fn build_swarm(key: &SigningKey, config: &P2pConfig) -> Result<Swarm<Behaviour>,
                 gossip,
                 sync,
                 negotiate,
-                query,
                 stream: libp2p_stream::Behaviour::new(),
                 mdns: Toggle::from(mdns),
             })
@@ -177,7 +160,6 @@ fn build_swarm(key: &SigningKey, config: &P2pConfig) -> Result<Swarm<Behaviour>,
 pub fn spawn(
     fed: Arc<Federation>,
     policies: Arc<Policies>,
-    provider: Arc<ProviderContext>,
     key: &SigningKey,
     config: &P2pConfig,
 ) -> Result<tokio::task::JoinHandle<()>, NetworkError> {
@@ -196,19 +178,13 @@ pub fn spawn(
         })?;
     }
     let (tx, rx) = mpsc::channel(1024);
-    let (answers_tx, answers) = mpsc::channel(256);
     fed.set_handle(Handle { tx });
     fed.set_streams(swarm.behaviour().stream.new_control());
     let network = Network {
         swarm,
         fed,
         policies,
-        provider,
         rx,
-        answers,
-        answers_tx,
-        queries: HashMap::new(),
-        query_limit: RateLimiter::new(20, 100),
         negotiations: HashMap::new(),
         gossip_limit: RateLimiter::new(config.gossip_rate, config.gossip_rate.saturating_mul(10)),
         sync_limit: RateLimiter::new(50, 500),
@@ -225,23 +201,7 @@ struct Network {
     swarm: Swarm<Behaviour>,
     fed: Arc<Federation>,
     policies: Arc<Policies>,
-    provider: Arc<ProviderContext>,
     rx: mpsc::Receiver<Command>,
-    /// Answers computed by query tasks, waiting to be sent.
-    answers: mpsc::Receiver<(
-        request_response::ResponseChannel<QueryResponse>,
-        QueryResponse,
-    )>,
-    answers_tx: mpsc::Sender<(
-        request_response::ResponseChannel<QueryResponse>,
-        QueryResponse,
-    )>,
-    /// Queries this node sent, by request id.
-    queries: HashMap<
-        request_response::OutboundRequestId,
-        oneshot::Sender<Result<QueryResponse, String>>,
-    >,
-    query_limit: RateLimiter,
     /// Negotiations this node started, by request id.
     negotiations: HashMap<
         request_response::OutboundRequestId,
@@ -271,11 +231,6 @@ impl Network {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.event(event),
-                Some((channel, answer)) = self.answers.recv() => {
-                    if self.swarm.behaviour_mut().query.send_response(channel, answer).is_err() {
-                        tracing::debug!("query answer could not be sent (the asker gave up)");
-                    }
-                }
                 _ = tick.tick() => {
                     self.dial_members();
                     self.sync_round();
@@ -292,24 +247,6 @@ impl Network {
             Command::Announce(bytes) => self.publish(Topic::Catalog, bytes),
             Command::Propose(bytes) => self.publish(Topic::Roster, bytes),
             Command::Revoke(bytes) => self.publish(Topic::Revocation, bytes),
-            Command::Query {
-                peer,
-                request,
-                reply,
-            } => {
-                if !self.allowed.contains(&peer) {
-                    let _ = reply.send(Err(format!(
-                        "`{peer}` is not a member of this node's federation"
-                    )));
-                    return;
-                }
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .query
-                    .send_request(&peer, *request);
-                self.queries.insert(id, reply);
-            }
             Command::Negotiate {
                 peer,
                 request,
@@ -519,7 +456,6 @@ impl Network {
             })) => self.gossip_message(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.sync_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Negotiate(e)) => self.negotiate_event(e),
-            SwarmEvent::Behaviour(BehaviourEvent::Query(e)) => self.query_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -668,49 +604,6 @@ impl Network {
             } => {
                 if let Some(reply) = self.negotiations.remove(&request_id) {
                     let _ = reply.send(Err(format!("negotiation failed: {error}")));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn query_event(&mut self, event: request_response::Event<QueryRequest, QueryResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    if !self.allowed.contains(&peer)
-                        || !self.query_limit.allow(peer, Instant::now())
-                    {
-                        tracing::warn!(%peer, "query refused: not a member or over its rate");
-                        // Dropping the channel closes the stream; the asker records an error.
-                        return;
-                    }
-                    let provider = self.provider.clone();
-                    let answers = self.answers_tx.clone();
-                    let organisation = self.fed.organisation_of(&peer);
-                    tokio::spawn(async move {
-                        let answer =
-                            crate::query::provider::answer(&provider, peer, organisation, request)
-                                .await;
-                        let _ = answers.send((channel, answer)).await;
-                    });
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.queries.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                if let Some(reply) = self.queries.remove(&request_id) {
-                    let _ = reply.send(Err(format!("the provider did not answer: {error}")));
                 }
             }
             _ => {}

@@ -8,6 +8,7 @@
 
 pub mod plan;
 pub mod provider;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

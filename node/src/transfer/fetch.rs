@@ -8,17 +8,15 @@ use std::time::Duration;
 use allmende_protocol::query::MAX_ASSERTION_SECS;
 use allmende_protocol::transfer::{
     MAX_TRANSFER_REPLY_BYTES, TransferFormat, TransferHeader, TransferReply, TransferRequest,
-    frame, frame_len,
 };
 use allmende_protocol::{PeerId, Signed};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 use sha2::Digest;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::{TransferRecord, Transfers};
+use crate::federation::frames::{read_frame, write_frame};
 use crate::query::QueryOptions;
 
 /// Longest wait for the provider's reply (it may first write the view).
@@ -34,35 +32,6 @@ pub(super) enum Failure {
     Retry(String),
     /// Give up: denied, or the provider's answer is invalid.
     Final(String),
-}
-
-/// Reads one length-prefixed CBOR frame of at most `max` bytes.
-pub(super) async fn read_frame<T, R>(io: &mut R, max: usize) -> Result<T, String>
-where
-    T: DeserializeOwned,
-    R: AsyncRead + Unpin,
-{
-    let mut prefix = [0u8; 4];
-    io.read_exact(&mut prefix)
-        .await
-        .map_err(|e| format!("reading a frame: {e}"))?;
-    let len = frame_len(prefix, max).map_err(|e| e.to_string())?;
-    let mut body = vec![0u8; len];
-    io.read_exact(&mut body)
-        .await
-        .map_err(|e| format!("reading a frame: {e}"))?;
-    allmende_protocol::cbor::from_slice(&body, max).map_err(|e| format!("a malformed frame: {e}"))
-}
-
-/// Writes one frame and flushes it.
-pub(super) async fn write_frame<T, W>(io: &mut W, value: &T) -> Result<(), String>
-where
-    T: Serialize,
-    W: AsyncWrite + Unpin,
-{
-    let bytes = frame(value).map_err(|e| e.to_string())?;
-    io.write_all(&bytes).await.map_err(|e| e.to_string())?;
-    io.flush().await.map_err(|e| e.to_string())
 }
 
 fn hex32(s: &str) -> Option<[u8; 32]> {

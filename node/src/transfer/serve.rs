@@ -20,8 +20,8 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tracing::Instrument;
 
 use super::Transfers;
-use super::fetch::{read_frame, write_frame};
 use super::view::{self, ServedFile, permitted_columns};
+use crate::federation::frames::{read_frame, write_frame};
 use crate::policies::dataset_target;
 use crate::query::provider::UsageCounts;
 use crate::store::StoredDataset;

@@ -1,0 +1,82 @@
+//! The provider's end of the query stream protocol: members only, within their rate; each
+//! request is answered ([`super::provider::answer`]) as data frames of at most 1 MiB followed by
+//! the signed header.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use allmende_protocol::query::{AnswerFrame, MAX_QUERY_REQUEST_BYTES, QueryRequest};
+use futures::StreamExt;
+use serde_bytes::ByteBuf;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tracing::Instrument;
+
+use super::provider::{ProviderContext, answer};
+use crate::federation::frames::{read_frame, write_frame};
+use crate::federation::ratelimit::RateLimiter;
+use crate::federation::{Federation, FederationError};
+
+/// Longest wait for the request frame.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a write may stall before the answer is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+/// Bytes of Arrow IPC per data frame.
+const FRAME_DATA: usize = 1 << 20;
+
+/// Starts answering query streams from members.
+pub fn serve(fed: Arc<Federation>, provider: Arc<ProviderContext>) -> Result<(), FederationError> {
+    let mut incoming = fed.accept_streams(allmende_protocol::version::QUERY)?;
+    let limiter = Arc::new(Mutex::new(RateLimiter::new(20, 100)));
+    tokio::spawn(async move {
+        while let Some((peer, stream)) = incoming.next().await {
+            let allowed = fed.is_member(&peer)
+                && limiter
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .allow(peer, Instant::now());
+            if !allowed {
+                // Dropping the stream closes it; the asker records an error.
+                tracing::warn!(%peer, "query refused: not a member or over its rate");
+                continue;
+            }
+            let provider = provider.clone();
+            let organisation = fed.organisation_of(&peer);
+            let span = tracing::info_span!("query_stream", %peer);
+            tokio::spawn(
+                async move {
+                    let mut io = stream.compat();
+                    let request: QueryRequest = match tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        read_frame(&mut io, MAX_QUERY_REQUEST_BYTES),
+                    )
+                    .await
+                    {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "malformed query request");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let response = answer(&provider, peer, organisation, request).await;
+                    let send = async {
+                        for part in response.batches.chunks(FRAME_DATA) {
+                            write_frame(&mut io, &AnswerFrame::Data(ByteBuf::from(part))).await?;
+                        }
+                        write_frame(&mut io, &AnswerFrame::Header(response.header)).await?;
+                        tokio::io::AsyncWriteExt::shutdown(&mut io)
+                            .await
+                            .map_err(|e| e.to_string())
+                    };
+                    match tokio::time::timeout(WRITE_STALL, send).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::debug!(error = %e, "query answer not delivered"),
+                        Err(_) => tracing::debug!("query answer not delivered: the asker stalled"),
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    });
+    Ok(())
+}
