@@ -106,13 +106,21 @@ fn request(id: &str, fragment: Fragment) -> QueryRequest {
 
 async fn ask(p: &Provider, req: QueryRequest) -> (AnswerHeader, Vec<u8>) {
     let asker = allmende_protocol::peer_id_of(&SigningKey::from_bytes(&ASKER).verifying_key());
-    let response = answer(&p.ctx, asker, None, req).await;
-    let header: Signed<AnswerHeader> = Signed::from_bytes(&response.header, 1 << 20).unwrap();
-    assert_eq!(
-        header.payload().batches_hash,
-        batches_hash(&response.batches)
-    );
-    (header.payload().clone(), response.batches.into_vec())
+    // The answer's bytes arrive in chunks while it is produced; the header comes last.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let collect = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            bytes.extend_from_slice(&chunk);
+        }
+        bytes
+    });
+    let header = answer(&p.ctx, asker, None, req, &tx).await;
+    drop(tx);
+    let bytes: Vec<u8> = collect.await.unwrap();
+    let header: Signed<AnswerHeader> = Signed::from_bytes(&header, 1 << 20).unwrap();
+    assert_eq!(header.payload().batches_hash, batches_hash(&bytes));
+    (header.payload().clone(), bytes)
 }
 
 fn count(field: &str) -> Aggregate {

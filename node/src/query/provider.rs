@@ -24,7 +24,9 @@ use allmende_protocol::query::{
 use allmende_protocol::{PeerId, Signed, SigningKey};
 use arrow::array::{Array, BooleanArray, Int64Array};
 use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
 use serde_bytes::ByteBuf;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::datasets::Datasets;
@@ -379,35 +381,59 @@ fn suppress(batches: Vec<RecordBatch>, k: u64) -> Result<(Vec<RecordBatch>, u64)
     Ok((out, dropped))
 }
 
-fn ipc(batches: &[RecordBatch], schema: &arrow::datatypes::SchemaRef) -> Result<Vec<u8>, String> {
-    let mut w =
-        arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema).map_err(|e| e.to_string())?;
-    for b in batches {
-        w.write(b).map_err(|e| e.to_string())?;
-        if w.get_ref().len() > MAX_QUERY_RESPONSE_BYTES - 4096 {
+/// Bytes of Arrow IPC handed on at once.
+const CHUNK: usize = 1 << 20;
+
+/// Where an answer's Arrow IPC bytes go: to the asker as they are produced (`tx`), or into
+/// memory; hashed and counted either way.
+struct Out<'a> {
+    tx: Option<&'a tokio::sync::mpsc::Sender<Vec<u8>>>,
+    kept: Vec<u8>,
+    hasher: Sha256,
+    total: usize,
+}
+
+impl Out<'_> {
+    async fn push(&mut self, chunk: Vec<u8>) -> Result<(), String> {
+        self.total += chunk.len();
+        if self.total > MAX_QUERY_RESPONSE_BYTES {
             return Err(format!(
                 "the answer exceeds {MAX_QUERY_RESPONSE_BYTES} bytes; ask for less"
             ));
         }
+        self.hasher.update(&chunk);
+        match self.tx {
+            Some(tx) => tx
+                .send(chunk)
+                .await
+                .map_err(|_| "the asker went away".to_owned()),
+            None => {
+                self.kept.extend_from_slice(&chunk);
+                Ok(())
+            }
+        }
     }
-    w.finish().map_err(|e| e.to_string())?;
-    w.into_inner().map_err(|e| e.to_string())
 }
 
-/// Answers one request from `peer` (a member; `organisation` from the roster).
+/// Answers one request from `peer` (a member; `organisation` from the roster): the Arrow IPC
+/// bytes go to `tx` in chunks of about 1 MiB as they are produced; returns the signed header,
+/// whose hash covers every byte sent.
 pub async fn answer(
     ctx: &ProviderContext,
     peer: PeerId,
     organisation: Option<String>,
     req: QueryRequest,
-) -> QueryResponse {
-    respond(ctx, Some((peer, organisation)), req).await
+    tx: &tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> ByteBuf {
+    respond(ctx, Some((peer, organisation)), req, Some(tx))
+        .await
+        .header
 }
 
 /// Answers a request of this node's own user over its own dataset: the owner's data, so no
 /// policy applies and nothing is audited; the answer is signed like any other.
 pub async fn answer_own(ctx: &ProviderContext, req: QueryRequest) -> QueryResponse {
-    respond(ctx, None, req).await
+    respond(ctx, None, req, None).await
 }
 
 #[tracing::instrument(name = "query_answer", skip_all, fields(
@@ -418,6 +444,7 @@ async fn respond(
     ctx: &ProviderContext,
     remote: Option<(PeerId, Option<String>)>,
     req: QueryRequest,
+    tx: Option<&tokio::sync::mpsc::Sender<Vec<u8>>>,
 ) -> QueryResponse {
     let peer = remote.as_ref().map(|(p, _)| *p);
     let mut header = AnswerHeader {
@@ -430,21 +457,29 @@ async fn respond(
         suppressed: 0,
         batches_hash: batches_hash(&[]),
     };
-    let mut bytes = Vec::new();
-    match run(ctx, remote, &req).await {
+    let mut out = Out {
+        tx,
+        kept: Vec::new(),
+        hasher: Sha256::new(),
+        total: 0,
+    };
+    match run(ctx, remote, &req, &mut out).await {
         Ok((decided, answer)) => {
             header.status = decided.status;
             header.reason = decided.reason;
             header.rules = decided.rules;
-            if let Some((rows, suppressed, data)) = answer {
+            if let Some((rows, suppressed)) = answer {
                 header.rows = rows;
                 header.suppressed = suppressed;
-                header.batches_hash = batches_hash(&data);
-                bytes = data;
             }
         }
-        Err(message) => header.reason = Some(message),
+        Err(message) => {
+            header.status = AnswerStatus::Error;
+            header.reason = Some(message);
+        }
     }
+    header.batches_hash = out.hasher.finalize().into();
+    let bytes = out.kept;
     let decision = match header.status {
         AnswerStatus::Ok => "permit",
         AnswerStatus::Denied => "deny",
@@ -476,12 +511,14 @@ async fn respond(
     }
 }
 
-type Answer = Option<(u64, u64, Vec<u8>)>;
+/// Rows and suppressed groups of an answer that ran.
+type Answer = Option<(u64, u64)>;
 
 async fn run(
     ctx: &ProviderContext,
     remote: Option<(PeerId, Option<String>)>,
     req: &QueryRequest,
+    out: &mut Out<'_>,
 ) -> Result<(Decided, Answer), String> {
     let dataset = ctx
         .datasets
@@ -535,33 +572,48 @@ async fn run(
     let timeout = ctx
         .timeout
         .min(Duration::from_millis(req.deadline_ms.max(1)));
+    let aggregate = req.fragment.is_aggregate();
     let run = async {
-        let stream = sql::query_with(&sql_text, ctx.memory_limit, &|_| {
+        let mut stream = sql::query_with(&sql_text, ctx.memory_limit, &|_| {
             Ok(Source::Parquet(path.clone()))
         })
         .await
         .map_err(|e| e.to_string())?;
-        sql::collect(stream).await.map_err(|e| e.to_string())
+        let schema = stream.schema();
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema)
+            .map_err(|e| e.to_string())?;
+        let (mut rows, mut suppressed) = (0u64, 0u64);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| e.to_string())?;
+            let batch = if aggregate {
+                let (kept, dropped) = suppress(vec![batch], decided.k)?;
+                suppressed += dropped;
+                kept.into_iter().next().ok_or("suppression lost a batch")?
+            } else {
+                batch
+            };
+            rows += batch.num_rows() as u64;
+            w.write(&batch).map_err(|e| e.to_string())?;
+            if w.get_ref().len() >= CHUNK {
+                out.push(std::mem::take(w.get_mut())).await?;
+            }
+        }
+        w.finish().map_err(|e| e.to_string())?;
+        out.push(std::mem::take(w.get_mut())).await?;
+        Ok::<_, String>((rows, suppressed))
     };
-    let (schema, batches) = tokio::time::timeout(timeout, run).await.map_err(|_| {
+    let (rows, suppressed) = tokio::time::timeout(timeout, run).await.map_err(|_| {
         format!(
             "the fragment did not finish within {} ms",
             timeout.as_millis()
         )
     })??;
-    let (batches, suppressed) = if req.fragment.is_aggregate() {
-        suppress(batches, decided.k)?
-    } else {
-        (batches, 0)
-    };
-    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let data = ipc(&batches, &schema)?;
     if remote.is_some()
         && let Some(id) = policy.as_ref().and_then(|p| policy_id(p).ok())
     {
         let _ = ctx.policies.count_use(&id);
     }
-    Ok((decided, Some((rows, suppressed, data))))
+    Ok((decided, Some((rows, suppressed))))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The provider's end of the query stream protocol: members only, within their rate; each
-//! request is answered ([`super::provider::answer`]) as data frames of at most 1 MiB followed by
-//! the signed header.
+//! request is answered ([`super::provider::answer`]) as data frames of about 1 MiB, written as
+//! the provider produces them, followed by the signed header.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,9 +18,9 @@ use crate::federation::{Federation, FederationError};
 
 /// Longest wait for the request frame.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a write may stall before the answer is dropped.
-const WRITE_STALL: Duration = Duration::from_secs(30);
-/// Bytes of Arrow IPC per data frame.
+/// Longest an answer may take to produce and deliver before it is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(120);
+/// Most Arrow IPC bytes in one data frame.
 const FRAME_DATA: usize = 1 << 20;
 
 /// Starts answering query streams from members.
@@ -58,12 +58,20 @@ pub fn serve(fed: Arc<Federation>, provider: Arc<ProviderContext>) -> Result<(),
                         }
                         Err(_) => return,
                     };
-                    let response = answer(&provider, peer, organisation, request).await;
+                    // The answer is produced in one task and written here as it comes.
+                    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+                    let producing = tokio::spawn(async move {
+                        answer(&provider, peer, organisation, request, &tx).await
+                    });
                     let send = async {
-                        for part in response.batches.chunks(FRAME_DATA) {
-                            write_frame(&mut io, &AnswerFrame::Data(ByteBuf::from(part))).await?;
+                        while let Some(chunk) = rx.recv().await {
+                            for part in chunk.chunks(FRAME_DATA) {
+                                write_frame(&mut io, &AnswerFrame::Data(ByteBuf::from(part)))
+                                    .await?;
+                            }
                         }
-                        write_frame(&mut io, &AnswerFrame::Header(response.header)).await?;
+                        let header = producing.await.map_err(|e| e.to_string())?;
+                        write_frame(&mut io, &AnswerFrame::Header(header)).await?;
                         tokio::io::AsyncWriteExt::shutdown(&mut io)
                             .await
                             .map_err(|e| e.to_string())
