@@ -15,7 +15,7 @@
 //! - **http (python)**: the same from `python3 -m http.server`, for reference.
 //!
 //! Run: `cargo build --release -p allmende -p allmende-scenarios &&
-//! target/release/transfer [--size-mb 1024] [--runs 3] [--work DIR]`
+//! target/release/transfer [--size-mb 1024] [--runs 3] [--work DIR] [--p2p both|quic|tcp]`
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -35,6 +35,8 @@ struct Args {
     size_mb: u64,
     runs: usize,
     work: PathBuf,
+    /// The libp2p transports the nodes listen on: `both`, `quic` or `tcp`.
+    p2p: String,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -42,6 +44,7 @@ fn args() -> anyhow::Result<Args> {
         size_mb: 1024,
         runs: 3,
         work: std::env::temp_dir().join("allmende-transfer-bench"),
+        p2p: "both".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,7 +53,10 @@ fn args() -> anyhow::Result<Args> {
             "--size-mb" => a.size_mb = value.parse()?,
             "--runs" => a.runs = value.parse()?,
             "--work" => a.work = value.into(),
-            other => bail!("unknown flag {other}; use --size-mb, --runs, --work"),
+            "--p2p" if ["both", "quic", "tcp"].contains(&value.as_str()) => a.p2p = value,
+            other => {
+                bail!("unknown flag {other}; use --size-mb, --runs, --work, --p2p both|quic|tcp")
+            }
         }
     }
     Ok(a)
@@ -76,7 +82,7 @@ struct Node {
 }
 
 impl Node {
-    fn init(work: &Path, name: &str, key: &str, ip: &str) -> anyhow::Result<Self> {
+    fn init(work: &Path, name: &str, key: &str, ip: &str, p2p: &str) -> anyhow::Result<Self> {
         let dir = work.join(key);
         let tcp = std::net::TcpListener::bind((ip, 0))?.local_addr()?.port();
         let udp = std::net::UdpSocket::bind((ip, 0))?.local_addr()?.port();
@@ -88,7 +94,11 @@ impl Node {
             .args(["--listen", &format!("{ip}:0")])
             .args([
                 "--p2p-listen",
-                &format!("/ip4/{ip}/udp/{udp}/quic-v1,/ip4/{ip}/tcp/{tcp}"),
+                &match p2p {
+                    "quic" => format!("/ip4/{ip}/udp/{udp}/quic-v1"),
+                    "tcp" => format!("/ip4/{ip}/tcp/{tcp}"),
+                    _ => format!("/ip4/{ip}/udp/{udp}/quic-v1,/ip4/{ip}/tcp/{tcp}"),
+                },
             ])
             .args(["--contact-email", "daten@example.org"])
             .output()?;
@@ -323,8 +333,14 @@ fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let provider = Node::init(&a.work, "Stadt Münster", "05515", "127.0.0.41")?;
-    let consumer = Node::init(&a.work, "Stadt Mönchengladbach", "05116", "127.0.0.42")?;
+    let provider = Node::init(&a.work, "Stadt Münster", "05515", "127.0.0.41", &a.p2p)?;
+    let consumer = Node::init(
+        &a.work,
+        "Stadt Mönchengladbach",
+        "05116",
+        "127.0.0.42",
+        &a.p2p,
+    )?;
     let card = |n: &Node, f: &str| -> anyhow::Result<String> {
         let p = a.work.join(f);
         n.cli(&["federation", "card", "-o", p.to_str().context("path")?])?;
@@ -476,8 +492,9 @@ fn main() -> anyhow::Result<()> {
     let mbps = |s: f64| stored_size as f64 / 1e6 / s;
     let (t, h) = (mbps(median(transfer_secs)), mbps(median(axum_secs)));
     println!(
-        "\n{:.0} MB file, median of {} runs: transfer {:.0} MB/s, http (axum) {:.0} MB/s, ratio {:.0} % (goal ≥ 60 %){}",
+        "\n{:.0} MB file, libp2p over {}, median of {} runs: transfer {:.0} MB/s, http (axum) {:.0} MB/s, ratio {:.0} % (goal ≥ 60 %){}",
         stored_size as f64 / 1e6,
+        a.p2p,
         a.runs,
         t,
         h,

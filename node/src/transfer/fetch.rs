@@ -220,7 +220,7 @@ where
     R: AsyncRead + Unpin,
 {
     let io_err = |e: std::io::Error| Failure::Final(format!("writing the file: {e}"));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
     let path = part.to_path_buf();
     let offset = header.offset;
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, [u8; 32])> {
@@ -248,9 +248,12 @@ where
     });
     let mut received = header.offset;
     let mut saved = received;
+    let mut buf = bytes::BytesMut::with_capacity(512 << 10);
     let broke = loop {
-        let mut buf = vec![0u8; 256 << 10];
-        let n = match tokio::time::timeout(READ_STALL, io.read(&mut buf)).await {
+        if buf.capacity() < 64 << 10 {
+            buf.reserve(512 << 10);
+        }
+        let n = match tokio::time::timeout(READ_STALL, io.read_buf(&mut buf)).await {
             Ok(Ok(0)) if received == header.size => break None,
             Ok(Ok(0)) => break Some("the provider closed the stream early".to_owned()),
             Ok(Ok(n)) => n,
@@ -263,8 +266,7 @@ where
                 "the provider sent more bytes than its header announced".into(),
             ));
         }
-        buf.truncate(n);
-        if tx.send(buf).await.is_err() {
+        if tx.send(buf.split().freeze()).await.is_err() {
             // The writer stopped: its error follows.
             break None;
         }
