@@ -3,7 +3,7 @@
 # the other, each on its own; prints `uptime` before each (the load goes with every figure) and
 # keeps every case's output in $RESULTS (default $TMPDIR/allmende-federation/all-<unix time>).
 # Needs root or unprivileged user namespaces (partition, query and churn run under unshare -n)
-# and nft (installed with apt-get if missing). Takes about half an hour on 2 cores.
+# and nft (installed with apt-get if missing). About 10 minutes on 2 cores, after the build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/allmende-target}
