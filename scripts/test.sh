@@ -16,7 +16,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 # The CI-sized federation scenario: 5 node processes on 127.0.0.2-6 form a federation,
-# publish and converge (the full set of cases: scenarios/README.md).
+# publish and converge, answer federated queries (one member stopped: `timeout`); the full set
+# of cases: scenarios/run-all.sh and scenarios/README.md.
 cargo run -q --locked -p allmende-scenarios --bin federation -- --case smoke --nodes 5
 bash deploy/check.sh
 # One closing line over every test binary (cargo prints one `test result` line per binary).

@@ -143,6 +143,13 @@ pub async fn serve(
     let auth = state.auth.clone();
     tokio::spawn(async move { auth.warm_up().await });
     let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Answers are streamed in several writes; without TCP_NODELAY each write after the first
+    // waits for the client's delayed ACK, 40 ms on a kept-alive connection.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
