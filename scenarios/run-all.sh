@@ -29,6 +29,9 @@ run idle --case idle --nodes 20 --idle-secs 30
 run query --case query --nodes 20
 run churn --case churn --nodes 50 --churn-secs 60
 run join --case join --nodes 50 --initial 3
+printf '\n== transfer: 1 GB between two nodes vs HTTP\n'
+uptime
+"$CARGO_TARGET_DIR/release/transfer" --size-mb 1024 --runs 3 2>&1 | tee "$results/transfer.txt" || failed+=(transfer)
 printf '\nresults in %s\n' "$results"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed: ${failed[*]}"
