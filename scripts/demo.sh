@@ -4,8 +4,8 @@
 # the German district master data and generated hourly traffic and air-quality data, attaches
 # usage policies, and then tells the story step by step, checking each step:
 #   federated catalog search; an open cross-city query; a raw query that Würzburg denies and the
-#   same question as an aggregate that it allows; Würzburg stopped and a partial answer; receipts
-#   and audit logs verified.
+#   same question as an aggregate that it allows; Würzburg stopped and a partial answer; a whole
+#   dataset transferred under an agreement; receipts and audit logs verified.
 # It ends with `N passed, N failed`, exits non-zero on any failure and leaves nothing running,
 # unless started with --keep, which leaves the three nodes running and prints how to use them.
 set -uo pipefail
@@ -123,6 +123,12 @@ took=$(( ($(date +%s%N) - start) / 1000000 ))
 kill -CONT "${pids[2]}"
 check "Würzburg is reported as timeout" grep -qE 'wuerzburg +timeout' "$work/q4.txt"
 check "the partial answer came within the deadline (${took} ms)" test "$took" -lt 4000
+
+step "Mönchengladbach downloads Münster's traffic dataset under an agreement, checked against Münster's signed hash"
+cli 1 fetch muenster.traffic --negotiate -o "$work/muenster-traffic.parquet" 2>&1 | tee "$work/fetch.txt"
+owner_sha=$(cli 0 dataset show traffic | grep -o '"value": *"[0-9a-f]*"' | head -1 | grep -o '[0-9a-f]\{64\}')
+check "the file is byte for byte Münster's (sha256 ${owner_sha:0:16}…)" sh -c "sha256sum '$work/muenster-traffic.parquet' | grep -q '^$owner_sha '"
+check "Würzburg's aggregate-only air quality never leaves as rows" sh -c "! '$bin' --data-dir '$work/${names[1]}' fetch wuerzburg.air --negotiate -o '$work/x.parquet' 2>/dev/null"
 
 step "receipts verify offline; audit logs are intact"
 "$bin" receipt verify "$work/receipt-air.hex"

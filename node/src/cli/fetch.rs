@@ -104,14 +104,18 @@ pub async fn run(client: Client, args: &FetchArgs) -> anyhow::Result<ExitCode> {
     std::fs::rename(&tmp, &output)
         .with_context(|| format!("cannot write `{}`", output.display()))?;
     let secs = started.elapsed().as_secs_f64();
+    let rate = if bytes >= 1_000_000 {
+        format!(", {:.0} MB/s", bytes as f64 / 1e6 / secs.max(1e-9))
+    } else {
+        String::new()
+    };
     println!(
         "{}: {bytes} bytes, {} rows, columns {}, sha256 {} (verified against the provider's \
-         signed header), {:.1} MB/s",
+         signed header){rate}",
         output.display(),
         record["rows"],
         join(&record["columns"]),
         record["sha256"].as_str().unwrap_or(""),
-        bytes as f64 / 1e6 / secs.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -137,9 +141,13 @@ async fn follow(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<
             Some("complete") | Some("failed") => return Ok(record),
             _ => {}
         }
+        let attempt = match record["attempts"].as_u64().unwrap_or(0) {
+            0 | 1 => String::new(),
+            n => format!(" (attempt {n})"),
+        };
         let line = match (record["received"].as_u64(), record["size"].as_u64()) {
-            (Some(r), Some(s)) => format!("{r} of {s} bytes (attempt {})", record["attempts"]),
-            _ => format!("waiting for the provider (attempt {})", record["attempts"]),
+            (Some(r), Some(s)) => format!("{r} of {s} bytes{attempt}"),
+            _ => format!("waiting for the provider{attempt}"),
         };
         if line != last {
             eprintln!("  {line}");
