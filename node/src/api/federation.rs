@@ -39,6 +39,9 @@ impl From<FederationError> for ApiError {
             FederationError::NotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
             }
+            FederationError::Unreachable(_) => {
+                Self::new(StatusCode::BAD_GATEWAY, "unreachable", e.to_string())
+            }
             FederationError::Store(_) | FederationError::Search(_) | FederationError::Stopped => {
                 Self::internal(e)
             }

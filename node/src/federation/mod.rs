@@ -60,6 +60,9 @@ pub enum FederationError {
     /// The network task is gone.
     #[error("the network task has stopped")]
     Stopped,
+    /// A member could not be reached (no connection, or the dial failed or timed out).
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// A member as shown in JSON: the card a node hands to others to be added to a roster.
@@ -219,19 +222,46 @@ impl Federation {
             AnswerFrame, MAX_ANSWER_FRAME_BYTES, MAX_QUERY_RESPONSE_BYTES, QueryResponse,
         };
         use tokio_util::compat::FuturesAsyncReadCompatExt;
-        let stream = self
-            .open_stream(peer, allmende_protocol::version::QUERY)
-            .await?;
-        let mut io = stream.compat();
         let fail =
             |m: String| FederationError::Invalid(format!("the provider did not answer: {m}"));
-        frames::write_frame(&mut io, &request).await.map_err(fail)?;
-        let mut data = Vec::new();
-        loop {
-            match frames::read_frame::<AnswerFrame, _>(&mut io, MAX_ANSWER_FRAME_BYTES)
-                .await
-                .map_err(fail)?
+        // A provider under load may drop an inbound stream before it is accepted (libp2p-stream
+        // keeps no queue); such a stream ends before the first frame and is asked again, a few
+        // times at most; the caller's deadline bounds the whole.
+        let mut attempts = 0;
+        let (mut io, first) = loop {
+            attempts += 1;
+            let stream = self
+                .open_stream(peer, allmende_protocol::version::QUERY)
+                .await?;
+            let mut io = stream.compat();
+            frames::write_frame(&mut io, &request).await.map_err(fail)?;
+            match frames::read_frame_or_end::<AnswerFrame, _>(&mut io, MAX_ANSWER_FRAME_BYTES).await
             {
+                Ok(Some(first)) => break (io, first),
+                Ok(None) if attempts < 3 => {
+                    tracing::debug!(
+                        attempts,
+                        "the provider dropped the query stream; asking again"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempts)).await;
+                }
+                Ok(None) => return Err(fail("it closed the stream".into())),
+                Err(e) if attempts < 3 && e.contains("reset") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempts)).await;
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        };
+        let mut data = Vec::new();
+        let mut next = Some(first);
+        loop {
+            let frame = match next.take() {
+                Some(f) => f,
+                None => frames::read_frame::<AnswerFrame, _>(&mut io, MAX_ANSWER_FRAME_BYTES)
+                    .await
+                    .map_err(fail)?,
+            };
+            match frame {
                 AnswerFrame::Data(bytes) => {
                     if data.len() + bytes.len() > MAX_QUERY_RESPONSE_BYTES {
                         return Err(fail(format!(
@@ -432,10 +462,10 @@ impl Federation {
         let open = control.open_stream(peer, libp2p::StreamProtocol::new(protocol));
         match tokio::time::timeout(std::time::Duration::from_secs(10), open).await {
             Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(FederationError::Invalid(format!(
+            Ok(Err(e)) => Err(FederationError::Unreachable(format!(
                 "cannot open a stream to `{peer}`: {e}"
             ))),
-            Err(_) => Err(FederationError::Invalid(format!(
+            Err(_) => Err(FederationError::Unreachable(format!(
                 "cannot open a stream to `{peer}` within 10 s"
             ))),
         }

@@ -171,6 +171,9 @@ fn decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
     Ok((schema, batches))
 }
 
+/// How an unreachable member's outcome starts.
+const UNREACHABLE: &str = "unreachable: ";
+
 struct Reply {
     provider: Provider,
     latency: Duration,
@@ -223,6 +226,7 @@ pub async fn run(
             } else {
                 match tokio::time::timeout(deadline, federation.query(p.peer, request)).await {
                     Ok(Ok(r)) => Ok(r),
+                    Ok(Err(FederationError::Unreachable(e))) => Err(format!("{UNREACHABLE}{e}")),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err("timeout".into()),
                 }
@@ -260,6 +264,11 @@ pub async fn run(
                     "no answer within {} ms",
                     options.deadline.as_millis()
                 ));
+            }
+            // A member that cannot be reached gives no answer either.
+            Err(e) if e.starts_with(UNREACHABLE) => {
+                status.status = "timeout".into();
+                status.reason = Some(e);
             }
             Err(e) => status.reason = Some(e),
             Ok(response) => match check_answer(&response, p.peer, &hash) {
