@@ -225,8 +225,8 @@ impl Federation {
         let fail =
             |m: String| FederationError::Invalid(format!("the provider did not answer: {m}"));
         // A provider under load may drop an inbound stream before it is accepted (libp2p-stream
-        // keeps no queue); such a stream ends before the first frame and is asked again, a few
-        // times at most; the caller's deadline bounds the whole.
+        // keeps no queue); a stream that fails before the first frame is asked again, at most
+        // five times with growing pauses; the caller's deadline bounds the whole.
         let mut attempts = 0;
         let (mut io, first) = loop {
             attempts += 1;
@@ -234,23 +234,27 @@ impl Federation {
                 .open_stream(peer, allmende_protocol::version::QUERY)
                 .await?;
             let mut io = stream.compat();
-            frames::write_frame(&mut io, &request).await.map_err(fail)?;
-            match frames::read_frame_or_end::<AnswerFrame, _>(&mut io, MAX_ANSWER_FRAME_BYTES).await
-            {
+            let first = match frames::write_frame(&mut io, &request).await {
+                Ok(()) => {
+                    frames::read_frame_or_end::<AnswerFrame, _>(&mut io, MAX_ANSWER_FRAME_BYTES)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let dropped = match first {
                 Ok(Some(first)) => break (io, first),
-                Ok(None) if attempts < 3 => {
-                    tracing::debug!(
-                        attempts,
-                        "the provider dropped the query stream; asking again"
-                    );
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempts)).await;
+                Ok(None) => "it closed the stream".to_owned(),
+                // An answer that does not decode is not retried.
+                Err(e) if e.contains("malformed") || e.contains("exceeds") => {
+                    return Err(fail(e));
                 }
-                Ok(None) => return Err(fail("it closed the stream".into())),
-                Err(e) if attempts < 3 && e.contains("reset") => {
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempts)).await;
-                }
-                Err(e) => return Err(fail(e)),
+                Err(e) => e,
+            };
+            if attempts >= 5 {
+                return Err(fail(dropped));
             }
+            tracing::debug!(attempts, reason = %dropped, "query stream dropped; asking again");
+            tokio::time::sleep(std::time::Duration::from_millis(5 << attempts)).await;
         };
         let mut data = Vec::new();
         let mut next = Some(first);
