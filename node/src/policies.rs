@@ -197,6 +197,13 @@ impl std::fmt::Debug for Policies {
     }
 }
 
+fn decode_agreement(key: &[u8], bytes: &[u8]) -> Result<AgreementRecord, StoreError> {
+    ciborium::from_reader(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
 fn policy_key(dataset: &str) -> Vec<u8> {
     format!("policy/{dataset}").into_bytes()
 }
@@ -398,17 +405,21 @@ impl Policies {
     pub fn agreements(&self) -> Result<Vec<(String, AgreementRecord)>, PolicyError> {
         let mut out = Vec::new();
         for (k, v) in self.store.scan(b"agreement/", b"agreement/", usize::MAX)? {
-            let record: AgreementRecord =
-                ciborium::from_reader(&v[..]).map_err(|e| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    message: e.to_string(),
-                })?;
             out.push((
                 String::from_utf8_lossy(&k["agreement/".len()..]).into_owned(),
-                record,
+                decode_agreement(&k, &v)?,
             ));
         }
         Ok(out)
+    }
+
+    /// The agreement with this id (hex), if this node is party to it.
+    pub fn agreement(&self, id: &str) -> Result<Option<AgreementRecord>, PolicyError> {
+        let key = format!("agreement/{id}").into_bytes();
+        match self.store.get_raw(&key)? {
+            Some(v) => Ok(Some(decode_agreement(&key, &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Signs a revocation of one of this node's agreements (by hex id) and stores it; the caller

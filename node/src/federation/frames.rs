@@ -6,8 +6,19 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use allmende_protocol::frame::{frame, frame_len};
 
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FrameError {
+    /// The stream failed or ended in the middle of a frame.
+    #[error("the stream failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The other side sent something that is not a valid frame (too large, malformed).
+    #[error("an invalid frame: {0}")]
+    Invalid(String),
+}
+
 /// Reads one frame of at most `max` bytes; `Ok(None)` when the stream ends before a frame.
-pub(crate) async fn read_frame_or_end<T, R>(io: &mut R, max: usize) -> Result<Option<T>, String>
+pub(crate) async fn read_frame_or_end<T, R>(io: &mut R, max: usize) -> Result<Option<T>, FrameError>
 where
     T: DeserializeOwned,
     R: AsyncRead + Unpin,
@@ -16,36 +27,38 @@ where
     match io.read_exact(&mut prefix).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(format!("reading a frame: {e}")),
+        Err(e) => return Err(e.into()),
     }
-    let len = frame_len(prefix, max).map_err(|e| e.to_string())?;
+    let len = frame_len(prefix, max).map_err(|e| FrameError::Invalid(e.to_string()))?;
     let mut body = vec![0u8; len];
-    io.read_exact(&mut body)
-        .await
-        .map_err(|e| format!("reading a frame: {e}"))?;
+    io.read_exact(&mut body).await?;
     allmende_protocol::cbor::from_slice(&body, max)
         .map(Some)
-        .map_err(|e| format!("a malformed frame: {e}"))
+        .map_err(|e| FrameError::Invalid(e.to_string()))
 }
 
 /// Reads one frame of at most `max` bytes.
-pub(crate) async fn read_frame<T, R>(io: &mut R, max: usize) -> Result<T, String>
+pub(crate) async fn read_frame<T, R>(io: &mut R, max: usize) -> Result<T, FrameError>
 where
     T: DeserializeOwned,
     R: AsyncRead + Unpin,
 {
-    read_frame_or_end(io, max)
-        .await?
-        .ok_or_else(|| "the stream ended before a frame".to_owned())
+    read_frame_or_end(io, max).await?.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the stream ended before a frame",
+        )
+        .into()
+    })
 }
 
 /// Writes one frame and flushes it.
-pub(crate) async fn write_frame<T, W>(io: &mut W, value: &T) -> Result<(), String>
+pub(crate) async fn write_frame<T, W>(io: &mut W, value: &T) -> Result<(), FrameError>
 where
     T: Serialize,
     W: AsyncWrite + Unpin,
 {
-    let bytes = frame(value).map_err(|e| e.to_string())?;
-    io.write_all(&bytes).await.map_err(|e| e.to_string())?;
-    io.flush().await.map_err(|e| e.to_string())
+    let bytes = frame(value).map_err(|e| FrameError::Invalid(e.to_string()))?;
+    io.write_all(&bytes).await?;
+    Ok(io.flush().await?)
 }

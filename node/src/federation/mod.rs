@@ -244,11 +244,9 @@ impl Federation {
             let dropped = match first {
                 Ok(Some(first)) => break (io, first),
                 Ok(None) => "it closed the stream".to_owned(),
-                // An answer that does not decode is not retried.
-                Err(e) if e.contains("malformed") || e.contains("exceeds") => {
-                    return Err(fail(e));
-                }
-                Err(e) => e,
+                // An answer that is not a valid frame is not asked again.
+                Err(e @ frames::FrameError::Invalid(_)) => return Err(fail(e.to_string())),
+                Err(e) => e.to_string(),
             };
             if attempts >= 5 {
                 return Err(fail(dropped));
@@ -263,7 +261,7 @@ impl Federation {
                 Some(f) => f,
                 None => frames::read_frame::<AnswerFrame, _>(&mut io, MAX_ANSWER_FRAME_BYTES)
                     .await
-                    .map_err(fail)?,
+                    .map_err(|e| fail(e.to_string()))?,
             };
             match frame {
                 AnswerFrame::Data(bytes) => {

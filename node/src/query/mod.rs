@@ -171,13 +171,18 @@ fn decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
     Ok((schema, batches))
 }
 
-/// How an unreachable member's outcome starts.
-const UNREACHABLE: &str = "unreachable: ";
+/// Why a member gave no answer.
+enum NoAnswer {
+    /// None before the deadline, or it could not be reached (with why).
+    Timeout(Option<String>),
+    /// Asking it failed otherwise.
+    Error(String),
+}
 
 struct Reply {
     provider: Provider,
     latency: Duration,
-    outcome: Result<QueryResponse, String>,
+    outcome: Result<QueryResponse, NoAnswer>,
 }
 
 /// Runs a federated query.
@@ -226,9 +231,12 @@ pub async fn run(
             } else {
                 match tokio::time::timeout(deadline, federation.query(p.peer, request)).await {
                     Ok(Ok(r)) => Ok(r),
-                    Ok(Err(FederationError::Unreachable(e))) => Err(format!("{UNREACHABLE}{e}")),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("timeout".into()),
+                    // A member that cannot be reached gives no answer either.
+                    Ok(Err(FederationError::Unreachable(e))) => {
+                        Err(NoAnswer::Timeout(Some(format!("unreachable: {e}"))))
+                    }
+                    Ok(Err(e)) => Err(NoAnswer::Error(e.to_string())),
+                    Err(_) => Err(NoAnswer::Timeout(None)),
                 }
             };
             Reply {
@@ -258,19 +266,13 @@ pub async fn run(
         };
         let mut answer_bytes = None;
         match reply.outcome {
-            Err(e) if e == "timeout" => {
+            Err(NoAnswer::Timeout(why)) => {
                 status.status = "timeout".into();
-                status.reason = Some(format!(
-                    "no answer within {} ms",
-                    options.deadline.as_millis()
-                ));
+                status.reason = Some(why.unwrap_or_else(|| {
+                    format!("no answer within {} ms", options.deadline.as_millis())
+                }));
             }
-            // A member that cannot be reached gives no answer either.
-            Err(e) if e.starts_with(UNREACHABLE) => {
-                status.status = "timeout".into();
-                status.reason = Some(e);
-            }
-            Err(e) => status.reason = Some(e),
+            Err(NoAnswer::Error(e)) => status.reason = Some(e),
             Ok(response) => match check_answer(&response, p.peer, &hash) {
                 Err(e) => status.reason = Some(e),
                 Ok(header) => {

@@ -67,11 +67,14 @@ pub fn serve(fed: Arc<Federation>, provider: Arc<ProviderContext>) -> Result<(),
                         while let Some(chunk) = rx.recv().await {
                             for part in chunk.chunks(FRAME_DATA) {
                                 write_frame(&mut io, &AnswerFrame::Data(ByteBuf::from(part)))
-                                    .await?;
+                                    .await
+                                    .map_err(|e| e.to_string())?;
                             }
                         }
                         let header = producing.await.map_err(|e| e.to_string())?;
-                        write_frame(&mut io, &AnswerFrame::Header(header)).await?;
+                        write_frame(&mut io, &AnswerFrame::Header(header))
+                            .await
+                            .map_err(|e| e.to_string())?;
                         tokio::io::AsyncWriteExt::shutdown(&mut io)
                             .await
                             .map_err(|e| e.to_string())

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::{TransferRecord, Transfers};
-use crate::federation::frames::{read_frame, write_frame};
+use crate::federation::frames::{FrameError, read_frame, write_frame};
 use crate::query::QueryOptions;
 
 /// Longest wait for the provider's reply (it may first write the view).
@@ -84,7 +84,7 @@ pub(super) async fn attempt(t: &Transfers, record: &mut TransferRecord) -> Resul
     let mut io = stream.compat();
     write_frame(&mut io, &request)
         .await
-        .map_err(Failure::Retry)?;
+        .map_err(|e| Failure::Retry(e.to_string()))?;
     let reply: TransferReply =
         tokio::time::timeout(REPLY_TIMEOUT, read_frame(&mut io, MAX_TRANSFER_REPLY_BYTES))
             .await
@@ -93,7 +93,10 @@ pub(super) async fn attempt(t: &Transfers, record: &mut TransferRecord) -> Resul
                     "the provider did not answer within {REPLY_TIMEOUT:?}"
                 ))
             })?
-            .map_err(Failure::Retry)?;
+            .map_err(|e| match e {
+                FrameError::Invalid(_) => Failure::Final(format!("the provider's reply: {e}")),
+                FrameError::Io(_) => Failure::Retry(e.to_string()),
+            })?;
     let header_bytes = match reply {
         TransferReply::Header(bytes) => bytes,
         TransferReply::Denied(reason) => {

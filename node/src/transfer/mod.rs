@@ -237,13 +237,8 @@ impl Transfers {
         Ok(self.store.write_raw(&[(key_of(&record.id), Some(bytes))])?)
     }
 
-    /// One transfer.
-    pub fn get(&self, id: &str) -> Result<TransferRecord, TransferError> {
-        let bytes = self
-            .store
-            .get_raw(&key_of(id))?
-            .ok_or_else(|| TransferError::NotFound(format!("no transfer `{id}`")))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+    fn decode(id: &str, bytes: &[u8]) -> Result<TransferRecord, TransferError> {
+        serde_json::from_slice(bytes).map_err(|e| {
             TransferError::Store(StoreError::Corrupt {
                 key: format!("transfer/{id}"),
                 message: e.to_string(),
@@ -251,12 +246,23 @@ impl Transfers {
         })
     }
 
+    /// One transfer.
+    pub fn get(&self, id: &str) -> Result<TransferRecord, TransferError> {
+        let bytes = self
+            .store
+            .get_raw(&key_of(id))?
+            .ok_or_else(|| TransferError::NotFound(format!("no transfer `{id}`")))?;
+        Self::decode(id, &bytes)
+    }
+
     /// Every transfer this node asked for, newest first.
     pub fn list(&self) -> Result<Vec<TransferRecord>, TransferError> {
         let mut out = Vec::new();
-        for (k, _) in self.store.scan(b"transfer/", b"transfer/", usize::MAX)? {
-            let id = String::from_utf8_lossy(&k["transfer/".len()..]).into_owned();
-            out.push(self.get(&id)?);
+        for (k, v) in self.store.scan(b"transfer/", b"transfer/", usize::MAX)? {
+            out.push(Self::decode(
+                &String::from_utf8_lossy(&k["transfer/".len()..]),
+                &v,
+            )?);
         }
         out.sort_by(|a, b| b.created.cmp(&a.created));
         Ok(out)

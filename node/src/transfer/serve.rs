@@ -84,7 +84,7 @@ where
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 tracing::warn!(%peer, error = %e, "malformed transfer request");
-                let _ = write_frame(io, &TransferReply::Error(e)).await;
+                let _ = write_frame(io, &TransferReply::Error(e.to_string())).await;
                 return;
             }
             Err(_) => {
@@ -340,11 +340,8 @@ fn agreement(
     let none = || Refusal::Denied(format!("no agreement `{hex_id}` with this member"));
     let record = t
         .policies
-        .agreements()
+        .agreement(&hex_id)
         .map_err(|e| Refusal::Error(e.to_string()))?
-        .into_iter()
-        .find(|(k, _)| *k == hex_id)
-        .map(|(_, r)| r)
         .ok_or_else(none)?;
     if record.role != "provider" || record.counterpart != peer.to_string() {
         return Err(none());
