@@ -9,9 +9,7 @@ use allmende_e2e::{TestNode, allmende, federate};
 use serde_json::Value;
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(name)
+    allmende_e2e::manifest_dir().join("data").join(name)
 }
 
 fn stdout_json(out: &std::process::Output) -> Value {

@@ -60,7 +60,7 @@ fn city(name: &str, key: &str, ip: &str, policy: &str) -> (TestNode, PathBuf) {
         "--conforms-to",
         "urn:allmende:schema:air_quality_hourly:1",
     ]);
-    let policy_file = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let policy_file = allmende_e2e::manifest_dir()
         .join("../data/policies")
         .join(policy);
     node.ok(&["policy", "attach", "air", path(&policy_file)]);

@@ -15,7 +15,7 @@ fn path(p: &Path) -> &str {
 }
 
 fn policy(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    allmende_e2e::manifest_dir()
         .join("../data/policies")
         .join(name)
         .to_str()

@@ -7,6 +7,7 @@
 //! `audit/entry/<index:020>`, `audit/leaf/<index:020>`, `audit/checkpoint/<n:020>` → the Merkle
 //! log ([`RocksLogStore`]).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -189,7 +190,13 @@ pub struct Policies {
     key: SigningKey,
     peer_id: PeerId,
     audit: Mutex<Audit>,
+    /// Policies opened so far, by dataset, with the stored bytes they were opened from, so
+    /// that a policy's signature is verified once, not on every request.
+    opened: Mutex<HashMap<String, (Vec<u8>, SignedPolicy)>>,
 }
+
+/// Opened policies kept at most.
+const OPENED_KEPT: usize = 1024;
 
 impl std::fmt::Debug for Policies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -217,6 +224,7 @@ impl Policies {
             peer_id: allmende_protocol::peer_id_of(&key.verifying_key()),
             store,
             key,
+            opened: Mutex::new(HashMap::new()),
             audit: Mutex::new(Audit {
                 log,
                 last_checkpoint: None,
@@ -227,15 +235,25 @@ impl Policies {
 
     /// The signed policy of a dataset.
     pub fn get(&self, dataset: &str) -> Result<Option<SignedPolicy>, PolicyError> {
-        match self.store.get_raw(&policy_key(dataset))? {
-            Some(bytes) => Ok(Some(
-                sign::open_policy(&bytes, MAX_ENVELOPE_BYTES).map_err(|e| StoreError::Corrupt {
-                    key: format!("policy/{dataset}"),
-                    message: e.to_string(),
-                })?,
-            )),
-            None => Ok(None),
+        let Some(bytes) = self.store.get_raw(&policy_key(dataset))? else {
+            return Ok(None);
+        };
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((held, policy)) = opened.get(dataset)
+            && *held == bytes
+        {
+            return Ok(Some(policy.clone()));
         }
+        let policy =
+            sign::open_policy(&bytes, MAX_ENVELOPE_BYTES).map_err(|e| StoreError::Corrupt {
+                key: format!("policy/{dataset}"),
+                message: e.to_string(),
+            })?;
+        if opened.len() >= OPENED_KEPT {
+            opened.clear();
+        }
+        opened.insert(dataset.to_owned(), (bytes, policy.clone()));
+        Ok(Some(policy))
     }
 
     /// Attaches a policy (JSON-LD) to a dataset: sets the target, issuer, issued, expiry (one

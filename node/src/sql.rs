@@ -1,18 +1,32 @@
 //! Local SQL over the node's own datasets with Apache DataFusion. Each dataset is a table named
 //! by its slug; queries are read-only and run under a memory limit.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::catalog::MemTable;
-use datafusion::common::TableReference;
-use datafusion::config::Dialect;
-use datafusion::error::DataFusionError;
+use datafusion::catalog::cte_worktable::CteWorkTable;
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::common::alias::AliasGenerator;
+use datafusion::common::{ResolvedTableReference, TableReference};
+use datafusion::config::{ConfigOptions, Dialect};
+use datafusion::datasource::file_format::options::ReadOptions;
+use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::provider_as_source;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionState;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::{FunctionRegistry, TaskContext};
+use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, RelationPlanner};
+use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
+use datafusion::optimizer::OptimizerConfig;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
+use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig};
+use datafusion::sql::planner::{ParserOptions, SqlToRel};
 
 use crate::datasets::Datasets;
 
@@ -67,12 +81,8 @@ pub async fn query_with(
     memory_limit: u64,
     resolve: &(dyn Fn(&TableReference) -> Result<Source, SqlError> + Sync),
 ) -> Result<SendableRecordBatchStream, SqlError> {
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
-        .build_arc()?;
-    let config = SessionConfig::new().with_target_partitions(2);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    let state = ctx.state();
+    let engine = engine()?;
+    let state = &engine.state;
     let statement = state.sql_to_statement(sql, &Dialect::Generic)?;
     let is_query = matches!(
         &statement,
@@ -84,31 +94,45 @@ pub async fn query_with(
             "the statement is not a query (SELECT, WITH or VALUES)".into(),
         ));
     }
-    let options = SQLOptions::new()
+    let mut context = QueryContext {
+        state,
+        tables: HashMap::new(),
+    };
+    for table in state.resolve_table_references(&statement)? {
+        let resolved = context.resolve(table.clone());
+        let provider: Arc<dyn TableProvider> = match resolve(&table)? {
+            Source::Parquet(path) => engine.parquet(&path, table).await?,
+            Source::Batches(schema, batches) => Arc::new(MemTable::try_new(schema, vec![batches])?),
+        };
+        context
+            .tables
+            .insert(resolved, provider_as_source(provider));
+    }
+    let options = ParserOptions::from(&state.config_options().sql_parser);
+    let plan = SqlToRel::new_with_options(&context, options).statement_to_plan(statement)?;
+    SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
-        .with_allow_statements(false);
-    for table in state.resolve_table_references(&statement)? {
-        match resolve(&table)? {
-            Source::Parquet(path) => {
-                let path = path
-                    .to_str()
-                    .ok_or_else(|| SqlError::Internal("data dir path is not UTF-8".into()))?;
-                ctx.register_parquet(table.clone(), path, ParquetReadOptions::default())
-                    .await?;
-            }
-            Source::Batches(schema, batches) => {
-                let mem = MemTable::try_new(schema, vec![batches])?;
-                ctx.register_table(table.clone(), Arc::new(mem))?;
-            }
-        }
-    }
-    let plan = state.statement_to_plan(statement).await?;
-    options
+        .with_allow_statements(false)
         .verify_plan(&plan)
         .map_err(|e| SqlError::NotAllowed(e.strip_backtrace()))?;
-    let frame = ctx.execute_logical_plan(plan).await?;
-    Ok(frame.execute_stream().await?)
+    let optimizing = Optimizing {
+        state,
+        start: chrono::Utc::now(),
+    };
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let plan = state.optimizer().optimize(plan, &optimizing, |_, _| {})?;
+    let plan = state
+        .query_planner()
+        .create_physical_plan(&plan, state)
+        .await?;
+    let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+        .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
+        .build_arc()?;
+    let task = TaskContext::from(state).with_runtime(runtime);
+    Ok(execute_stream(plan, Arc::new(task))?)
 }
 
 /// Runs `sql` over the node's datasets (each a table named by its slug) and returns the result
@@ -133,6 +157,211 @@ pub async fn query(
         }
     })
     .await
+}
+
+/// The DataFusion state every query plans with, built once per process (functions, planners,
+/// optimizer rules, the caches of Parquet footers and statistics, which DataFusion checks
+/// against each file's size and modification time), and the Arrow schema of each Parquet file
+/// read so far. A query gets its own tables, start time and memory pool; nothing of one query is
+/// visible to another.
+struct Engine {
+    state: SessionState,
+    schemas: Mutex<HashMap<PathBuf, (FileStamp, SchemaRef)>>,
+}
+
+/// What tells one version of a file from another: its size and modification time.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
+/// Schemas of at most this many Parquet files are kept.
+const SCHEMAS_KEPT: usize = 1024;
+
+static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+
+fn engine() -> Result<&'static Engine, SqlError> {
+    ENGINE
+        .get_or_init(|| {
+            let runtime = RuntimeEnvBuilder::new()
+                // Files are read by path, never by listing a directory, so a listing cache
+                // would only keep stale entries.
+                .with_object_list_cache_limit(0)
+                .with_metadata_cache_limit(16 << 20)
+                .build_arc()
+                .map_err(|e| e.to_string())?;
+            let state = SessionStateBuilder::new()
+                .with_config(SessionConfig::new().with_target_partitions(2))
+                .with_runtime_env(runtime)
+                .with_default_features()
+                .build();
+            Ok(Engine {
+                state,
+                schemas: Mutex::new(HashMap::new()),
+            })
+        })
+        .as_ref()
+        .map_err(|e| SqlError::Internal(format!("starting the query engine: {e}")))
+}
+
+impl Engine {
+    /// A table over the Parquet file at `path`, its schema read once per version of the file.
+    async fn parquet(
+        &self,
+        path: &Path,
+        table: TableReference,
+    ) -> Result<Arc<dyn TableProvider>, SqlError> {
+        let text = path
+            .to_str()
+            .ok_or_else(|| SqlError::Internal("data dir path is not UTF-8".into()))?;
+        let url = ListingTableUrl::parse(text)?.with_table_ref(table);
+        let options = ParquetReadOptions::default()
+            .to_listing_options(self.state.config(), self.state.default_table_options());
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| SqlError::Internal(format!("{}: {e}", path.display())))?;
+        let stamp = (meta.len(), meta.modified().ok());
+        let known = self
+            .schemas()
+            .get(path)
+            .filter(|(s, _)| *s == stamp)
+            .map(|(_, schema)| schema.clone());
+        let schema = match known {
+            Some(schema) => schema,
+            None => {
+                let schema = options.infer_schema(&self.state, &url).await?;
+                let mut schemas = self.schemas();
+                if schemas.len() >= SCHEMAS_KEPT {
+                    schemas.clear();
+                }
+                schemas.insert(path.to_path_buf(), (stamp, schema.clone()));
+                schema
+            }
+        };
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(schema);
+        let statistics = self
+            .state
+            .runtime_env()
+            .cache_manager
+            .get_file_statistic_cache();
+        Ok(Arc::new(
+            ListingTable::try_new(config)?.with_cache(statistics),
+        ))
+    }
+
+    fn schemas(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (FileStamp, SchemaRef)>> {
+        self.schemas
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The tables of one query, and the shared state's functions, for DataFusion's SQL planner.
+struct QueryContext<'a> {
+    state: &'a SessionState,
+    tables: HashMap<ResolvedTableReference, Arc<dyn TableSource>>,
+}
+
+impl QueryContext<'_> {
+    fn resolve(&self, table: TableReference) -> ResolvedTableReference {
+        let catalog = &self.state.config_options().catalog;
+        table.resolve(&catalog.default_catalog, &catalog.default_schema)
+    }
+}
+
+impl ContextProvider for QueryContext<'_> {
+    fn get_table_source(&self, name: TableReference) -> DfResult<Arc<dyn TableSource>> {
+        let name = self.resolve(name);
+        self.tables
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| DataFusionError::Plan(format!("table '{name}' not found")))
+    }
+
+    fn create_cte_work_table(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+    ) -> DfResult<Arc<dyn TableSource>> {
+        Ok(provider_as_source(Arc::new(CteWorkTable::new(
+            name, schema,
+        ))))
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        self.state.expr_planners()
+    }
+
+    fn get_relation_planners(&self) -> &[Arc<dyn RelationPlanner>] {
+        self.state.relation_planners()
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.state.scalar_functions().get(name).cloned()
+    }
+
+    fn get_higher_order_meta(&self, name: &str) -> Option<Arc<HigherOrderUDF>> {
+        self.state.higher_order_functions().get(name).cloned()
+    }
+
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        self.state.aggregate_functions().get(name).cloned()
+    }
+
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        self.state.window_functions().get(name).cloned()
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        self.state.config_options()
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.state.scalar_functions().keys().cloned().collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        self.state
+            .higher_order_functions()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        self.state.aggregate_functions().keys().cloned().collect()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        self.state.window_functions().keys().cloned().collect()
+    }
+}
+
+/// The shared state with this query's start time (what `now()` returns), for the optimizer.
+struct Optimizing<'a> {
+    state: &'a SessionState,
+    start: chrono::DateTime<chrono::Utc>,
+}
+
+impl OptimizerConfig for Optimizing<'_> {
+    fn query_execution_start_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        Some(self.start)
+    }
+
+    fn alias_generator(&self) -> &Arc<AliasGenerator> {
+        &self.state.execution_props().alias_generator
+    }
+
+    fn options(&self) -> Arc<ConfigOptions> {
+        self.state.config_options().clone()
+    }
+
+    fn function_registry(&self) -> Option<&dyn FunctionRegistry> {
+        Some(self.state)
+    }
 }
 
 /// Collects a stream into batches.

@@ -24,6 +24,13 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+/// The package's directory: as cargo gives it to the running test (a test built in another
+/// checkout sharing the target dir would otherwise carry that checkout's path), else as compiled.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 const AUDIENCE: &str = "urn:allmende";
 const REDIRECT: &str = "http://127.0.0.1:7070/auth/callback";
 
@@ -37,7 +44,7 @@ struct Idp {
 impl Idp {
     /// Starts the provider, or prints why it cannot and returns `None` (the test is skipped).
     fn start(test: &str) -> Option<Idp> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/idp");
+        let dir = manifest_dir().join("../tests/idp");
         let has_node = Command::new("node")
             .arg("--version")
             .stdout(Stdio::null())

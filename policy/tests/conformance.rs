@@ -5,14 +5,22 @@ use std::path::{Path, PathBuf};
 use allmende_policy::cli_json;
 use serde_json::{Value, json};
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/odrl");
+/// The package's directory: as cargo gives it to the running test (a test built in another
+/// checkout sharing the target dir would otherwise carry that checkout's path), else as compiled.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
 
 fn shared() -> Option<PathBuf> {
-    let p = PathBuf::from(SHARED);
+    let p = manifest_dir().join("../../shared/odrl");
     if p.is_dir() {
         Some(p)
     } else {
-        println!("SKIPPED: {SHARED} is absent (CI has ../shared beside the checkout)");
+        println!(
+            "SKIPPED: {} is absent (CI has ../shared beside the checkout)",
+            p.display()
+        );
         None
     }
 }

@@ -1,14 +1,21 @@
 //! The corpus in Cedar's JsonTest shape: `tests/corpus/*.json`, each
 //! `{description, policies, should_validate, error_contains?, requests: [{description, request,
 //! state?, decision, reason, obligations}]}`, run through the stable JSON interface.
-use std::path::Path;
+use std::path::PathBuf;
 
 use allmende_policy::cli_json;
 use serde_json::Value;
 
+/// The package's directory: as cargo gives it to the running test (a test built in another
+/// checkout sharing the target dir would otherwise carry that checkout's path), else as compiled.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 #[test]
 fn corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let dir = manifest_dir().join("tests/corpus");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -14,16 +14,18 @@ use allmende_protocol::cbor;
 use allmende_protocol::{MAX_ENVELOPE_BYTES, Signed, peer_id_of};
 use serde::{Deserialize, Serialize};
 
+/// The package's directory: as cargo gives it to the running test (a test built in another
+/// checkout sharing the target dir would otherwise carry that checkout's path), else as compiled.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// Compares `bytes` with the named vector, or writes it when `UPDATE_VECTORS=1`.
 fn check_vector(name: &str, bytes: &[u8]) {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "tests",
-        "vectors",
-        &format!("{name}.hex"),
-    ]
-    .iter()
-    .collect();
+    let path = manifest_dir()
+        .join("tests/vectors")
+        .join(format!("{name}.hex"));
     let hex = hex::encode(bytes);
     if std::env::var_os("UPDATE_VECTORS").is_some_and(|v| v == "1") {
         std::fs::write(&path, format!("{hex}\n")).unwrap();
@@ -35,14 +37,9 @@ fn check_vector(name: &str, bytes: &[u8]) {
 }
 
 fn read_vector(name: &str) -> Vec<u8> {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "tests",
-        "vectors",
-        &format!("{name}.hex"),
-    ]
-    .iter()
-    .collect();
+    let path = manifest_dir()
+        .join("tests/vectors")
+        .join(format!("{name}.hex"));
     hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap()
 }
 

@@ -107,7 +107,13 @@ pub struct CatalogLog {
     store: Arc<Store>,
     /// Serialises appends, so that gossip and sync never interleave on one chain.
     lock: Arc<Mutex<()>>,
+    /// [`Self::latest_entries`] as last read, each signature verified once; dropped by every
+    /// append, so that federated queries choosing providers do not re-read the whole log.
+    latest: Arc<Mutex<Option<LatestEntries>>>,
 }
+
+/// The latest entry per (publisher, dataset id), with the time it was received.
+pub type LatestEntries = Arc<Vec<(SignedCatalogEntry, u64)>>;
 
 impl CatalogLog {
     /// The log kept in `store`.
@@ -115,6 +121,7 @@ impl CatalogLog {
         Self {
             store,
             lock: Arc::new(Mutex::new(())),
+            latest: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -280,6 +287,7 @@ impl CatalogLog {
             (entry_key(&publisher, seq), Some(cbor(&stored))),
             (head_key(&publisher), Some(cbor(&head))),
         ])?;
+        *self.cached() = None;
         Ok(Outcome::Applied(Box::new(signed)))
     }
 
@@ -318,7 +326,12 @@ impl CatalogLog {
     }
 
     /// The latest entry per (publisher, dataset id), for building the search index.
-    pub fn latest_entries(&self) -> Result<Vec<(SignedCatalogEntry, u64)>, StoreError> {
+    pub fn latest_entries(&self) -> Result<LatestEntries, StoreError> {
+        if let Some(latest) = self.cached().as_ref() {
+            return Ok(latest.clone());
+        }
+        // Read under the append lock, so that no append lands between the scan and the cache.
+        let _guard = self.guard();
         let mut latest: std::collections::HashMap<(PeerId, String), (SignedCatalogEntry, u64)> =
             std::collections::HashMap::new();
         for (key, value) in self.store.scan(b"fed/entry/", b"fed/entry/", usize::MAX)? {
@@ -334,7 +347,13 @@ impl CatalogLog {
             );
             latest.insert(k, (signed, stored.received));
         }
-        Ok(latest.into_values().collect())
+        let latest: LatestEntries = Arc::new(latest.into_values().collect());
+        *self.cached() = Some(latest.clone());
+        Ok(latest)
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Option<LatestEntries>> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -209,14 +209,16 @@ impl Federation {
 
     /// Sends a federated query fragment to `peer` over a stream and assembles its answer: data
     /// frames (at most [`MAX_QUERY_RESPONSE_BYTES`] in all), then the signed header. The caller
-    /// bounds the wait with its deadline.
+    /// bounds the wait with its deadline. `request` makes the request for each attempt: an
+    /// attempt after a dropped stream carries a fresh assertion, since the provider may have
+    /// read (and so spent) the first one.
     ///
     /// [`MAX_QUERY_RESPONSE_BYTES`]: allmende_protocol::query::MAX_QUERY_RESPONSE_BYTES
-    #[tracing::instrument(name = "ask_member", skip_all, fields(%peer, dataset = %request.dataset))]
+    #[tracing::instrument(name = "ask_member", skip_all, fields(%peer))]
     pub async fn query(
         &self,
         peer: PeerId,
-        request: allmende_protocol::query::QueryRequest,
+        request: impl Fn() -> Result<allmende_protocol::query::QueryRequest, String>,
     ) -> Result<allmende_protocol::query::QueryResponse, FederationError> {
         use allmende_protocol::query::{
             AnswerFrame, MAX_ANSWER_FRAME_BYTES, MAX_QUERY_RESPONSE_BYTES, QueryResponse,
@@ -234,6 +236,7 @@ impl Federation {
                 .open_stream(peer, allmende_protocol::version::QUERY)
                 .await?;
             let mut io = stream.compat();
+            let request = request().map_err(FederationError::Invalid)?;
             let first = match frames::write_frame(&mut io, &request).await {
                 Ok(()) => {
                     frames::read_frame_or_end::<AnswerFrame, _>(&mut io, MAX_ANSWER_FRAME_BYTES)
@@ -300,7 +303,7 @@ impl Federation {
                 .map(|m| (m.organisation.clone(), m.district_key.clone()))
         };
         let mut out = Vec::new();
-        for (entry, _) in self.log.latest_entries()? {
+        for (entry, _) in self.log.latest_entries()?.iter() {
             let e = entry.payload();
             if e.op == EntryOp::Withdraw {
                 continue;

@@ -216,20 +216,30 @@ pub async fn run(
     let me = federation.peer_id();
     let mut asks = Vec::with_capacity(providers.len());
     for p in providers {
-        let request = QueryRequest {
-            query_hash: hash,
-            dataset: p.dataset.clone(),
-            fragment: fragment.clone(),
-            assertion: ByteBuf::from(assertion(key, options, p.peer)?),
-            deadline_ms: options.deadline.as_millis() as u64,
+        let (fragment, peer, dataset) = (&fragment, p.peer, p.dataset.clone());
+        let request = move || -> Result<QueryRequest, QueryError> {
+            Ok(QueryRequest {
+                query_hash: hash,
+                dataset: dataset.clone(),
+                fragment: fragment.clone(),
+                assertion: ByteBuf::from(assertion(key, options, peer)?),
+                deadline_ms: options.deadline.as_millis() as u64,
+            })
         };
+        let first = request()?;
         let deadline = options.deadline;
         asks.push(Box::pin(async move {
             let started = Instant::now();
             let outcome = if p.peer == me {
-                Ok(provider::answer_own(local, request).await)
+                Ok(provider::answer_own(local, first).await)
             } else {
-                match tokio::time::timeout(deadline, federation.query(p.peer, request)).await {
+                // The first attempt uses the request made above; any later one a fresh one.
+                let first = std::sync::Mutex::new(Some(first));
+                let attempt = || {
+                    let taken = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    taken.map_or_else(|| request().map_err(|e| e.to_string()), Ok)
+                };
+                match tokio::time::timeout(deadline, federation.query(p.peer, attempt)).await {
                     Ok(Ok(r)) => Ok(r),
                     // A member that cannot be reached gives no answer either.
                     Ok(Err(FederationError::Unreachable(e))) => {

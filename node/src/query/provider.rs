@@ -47,13 +47,19 @@ pub struct ProviderContext {
     timeout: Duration,
     /// Bound on fragments running at once.
     running: Semaphore,
+    /// Each asker's share of `running` (half of it, at least one), so that a flood from one
+    /// member queues behind itself and leaves room for the others.
+    shares: Mutex<HashMap<PeerId, Arc<Semaphore>>>,
+    /// Fragments one asker may run at once.
+    share: usize,
     /// Nonces of the assertions seen, with their expiry, to refuse replays.
     seen: Mutex<HashMap<[u8; 32], u64>>,
 }
 
 impl ProviderContext {
     /// What answering needs: the datasets, policies and key, and the limits of one fragment
-    /// (memory, time); at most `concurrent` fragments run at once.
+    /// (memory, time); at most `concurrent` fragments run at once, at most half of them (and at
+    /// least one) for one asker.
     pub fn new(
         datasets: Arc<Datasets>,
         policies: Arc<Policies>,
@@ -70,6 +76,8 @@ impl ProviderContext {
             memory_limit,
             timeout,
             running: Semaphore::new(concurrent),
+            shares: Mutex::new(HashMap::new()),
+            share: concurrent.div_ceil(2).max(1),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -92,6 +100,19 @@ impl ProviderContext {
     /// Memory one fragment (or one transfer view) may use.
     pub(crate) fn memory_limit(&self) -> u64 {
         self.memory_limit
+    }
+
+    /// The semaphore bounding `peer`'s fragments running at once.
+    fn share_of(&self, peer: &PeerId) -> Arc<Semaphore> {
+        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        if shares.len() >= 256 {
+            // Keep only the askers with fragments running or waiting.
+            shares.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        shares
+            .entry(*peer)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.share)))
+            .clone()
     }
 
     /// Opens the asker's assertion and refuses a replay.
@@ -568,6 +589,15 @@ async fn run(
     }
     let sql_text = fragment_sql(&req.fragment)?;
     let path = ctx.datasets.file_path(&dataset);
+    let _share = match &remote {
+        Some((peer, _)) => Some(
+            ctx.share_of(peer)
+                .acquire_owned()
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     let _permit = ctx.running.acquire().await.map_err(|e| e.to_string())?;
     let timeout = ctx
         .timeout

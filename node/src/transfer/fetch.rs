@@ -196,7 +196,7 @@ fn check_header(
 /// dataset, when this node has that entry and the header covers every column of it.
 fn announced_checksum(t: &Transfers, peer: PeerId, h: &TransferHeader) -> Option<[u8; 32]> {
     let entries = t.federation.log().latest_entries().ok()?;
-    let (entry, _) = entries.into_iter().find(|(e, _)| {
+    let (entry, _) = entries.iter().find(|(e, _)| {
         let e = e.payload();
         e.publisher == peer && e.dataset.id == h.dataset && e.dataset.version == h.version
     })?;

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::Args;
 use crate::cluster::{Cluster, Events, STOP, check, ms, pct};
 use crate::counts::{self, BIKES_QUERY, QUERIES, local_sql, rows_equal, statuses};
+use crate::idle::cpu_ticks;
 use crate::netns::{nft, tcp_port};
 
 /// The asking node.
@@ -206,7 +207,20 @@ fn latency_phase(
         1.2 * l99 + 2.0,
         verdict(f99 <= 1.2 * l99 + 2.0)
     );
-    summary["latency"] = json!({"queries": fed_all.len(), "fed_p50_ms": f50, "fed_p95_ms": f95,
+    let cpu = cpu_per_query(cluster)?;
+    println!(
+        "  CPU per federated query ({} back to back, all {n} node processes): {:.1} ms, of \
+         which the asker {:.1} ms and the members {:.1} ms ({:.2} ms each); on 2 cores that \
+         alone is {:.1} ms of wall time",
+        CPU_QUERIES,
+        cpu.0,
+        cpu.1,
+        cpu.0 - cpu.1,
+        (cpu.0 - cpu.1) / (n - 1) as f64,
+        cpu.0 / 2.0
+    );
+    summary["latency"] = json!({"queries": fed_all.len(), "cpu_ms_per_query": cpu.0,
+        "asker_cpu_ms_per_query": cpu.1, "fed_p50_ms": f50, "fed_p95_ms": f95,
         "fed_p99_ms": f99, "fed_max_ms": fmax, "local_p50_ms": l50, "local_p95_ms": l95,
         "local_p99_ms": l99, "ratio_p50": f50 / l50, "overhead_p50_ms": f50 - l50,
         "ratio_p99": f99 / l99, "slowest_member_p50_ms": s50, "slowest_member_p99_ms": s99,
@@ -217,6 +231,31 @@ fn latency_phase(
         ));
     }
     Ok(())
+}
+
+/// Federated queries run back to back to measure the CPU they cost.
+const CPU_QUERIES: usize = 60;
+
+/// CPU time (user + system) of all node processes per federated query, and of the asker alone,
+/// in ms, over [`CPU_QUERIES`] queries back to back.
+fn cpu_per_query(cluster: &Cluster) -> anyhow::Result<(f64, f64)> {
+    let ticks = || -> anyhow::Result<(u64, u64)> {
+        let each: Vec<u64> = cluster
+            .nodes
+            .iter()
+            .map(|n| cpu_ticks(n.pid()))
+            .collect::<anyhow::Result<_>>()?;
+        Ok((each.iter().sum(), each[ASKER]))
+    };
+    // SAFETY: sysconf has no preconditions.
+    let tick_ms = 1000.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let before = ticks()?;
+    for k in 0..CPU_QUERIES {
+        cluster.query(ASKER, QUERIES[k % QUERIES.len()].1, 3000)?;
+    }
+    let after = ticks()?;
+    let per = |a: u64, b: u64| (a - b) as f64 * tick_ms / CPU_QUERIES as f64;
+    Ok((per(after.0, before.0), per(after.1, before.1)))
 }
 
 /// Two providers blackholed (nftables input-chain drop of everything from and to their
