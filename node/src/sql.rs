@@ -82,8 +82,7 @@ pub async fn query_with(
     resolve: &(dyn Fn(&TableReference) -> Result<Source, SqlError> + Sync),
 ) -> Result<SendableRecordBatchStream, SqlError> {
     let engine = engine()?;
-    let state = &engine.state;
-    let statement = state.sql_to_statement(sql, &Dialect::Generic)?;
+    let statement = engine.state.sql_to_statement(sql, &Dialect::Generic)?;
     let is_query = matches!(
         &statement,
         datafusion::sql::parser::Statement::Statement(s)
@@ -94,14 +93,33 @@ pub async fn query_with(
             "the statement is not a query (SELECT, WITH or VALUES)".into(),
         ));
     }
+    let mut sources = Vec::new();
+    let mut bytes = 0u64;
+    for table in engine.state.resolve_table_references(&statement)? {
+        let source = resolve(&table)?;
+        bytes += match &source {
+            Source::Parquet(path) => std::fs::metadata(path).map_or(u64::MAX, |m| m.len()),
+            Source::Batches(_, batches) => batches
+                .iter()
+                .map(|b| b.get_array_memory_size() as u64)
+                .sum(),
+        };
+        sources.push((table, source));
+    }
+    // Small inputs run in one partition: splitting them costs more than it saves.
+    let state = if bytes < SMALL_INPUT {
+        &engine.small
+    } else {
+        &engine.state
+    };
     let mut context = QueryContext {
         state,
         tables: HashMap::new(),
     };
-    for table in state.resolve_table_references(&statement)? {
+    for (table, source) in sources {
         let resolved = context.resolve(table.clone());
-        let provider: Arc<dyn TableProvider> = match resolve(&table)? {
-            Source::Parquet(path) => engine.parquet(&path, table).await?,
+        let provider: Arc<dyn TableProvider> = match source {
+            Source::Parquet(path) => engine.parquet(state, &path, table).await?,
             Source::Batches(schema, batches) => Arc::new(MemTable::try_new(schema, vec![batches])?),
         };
         context
@@ -165,12 +183,18 @@ pub async fn query(
 /// read so far. A query gets its own tables, start time and memory pool; nothing of one query is
 /// visible to another.
 struct Engine {
+    /// For inputs of [`SMALL_INPUT`] bytes and more: two partitions.
     state: SessionState,
+    /// For smaller inputs (a federated fragment, a merge of partial answers): one partition.
+    small: SessionState,
     schemas: Mutex<HashMap<PathBuf, (FileStamp, SchemaRef)>>,
 }
 
 /// What tells one version of a file from another: its size and modification time.
 type FileStamp = (u64, Option<std::time::SystemTime>);
+
+/// Inputs (Parquet files, batches in memory) below this size run in one partition.
+const SMALL_INPUT: u64 = 8 << 20;
 
 /// Schemas of at most this many Parquet files are kept.
 const SCHEMAS_KEPT: usize = 1024;
@@ -187,13 +211,16 @@ fn engine() -> Result<&'static Engine, SqlError> {
                 .with_metadata_cache_limit(16 << 20)
                 .build_arc()
                 .map_err(|e| e.to_string())?;
-            let state = SessionStateBuilder::new()
-                .with_config(SessionConfig::new().with_target_partitions(2))
-                .with_runtime_env(runtime)
-                .with_default_features()
-                .build();
+            let state = |partitions| {
+                SessionStateBuilder::new()
+                    .with_config(SessionConfig::new().with_target_partitions(partitions))
+                    .with_runtime_env(runtime.clone())
+                    .with_default_features()
+                    .build()
+            };
             Ok(Engine {
-                state,
+                state: state(2),
+                small: state(1),
                 schemas: Mutex::new(HashMap::new()),
             })
         })
@@ -202,9 +229,11 @@ fn engine() -> Result<&'static Engine, SqlError> {
 }
 
 impl Engine {
-    /// A table over the Parquet file at `path`, its schema read once per version of the file.
+    /// A table over the Parquet file at `path`, planned for `state`, its schema read once per
+    /// version of the file.
     async fn parquet(
         &self,
+        state: &SessionState,
         path: &Path,
         table: TableReference,
     ) -> Result<Arc<dyn TableProvider>, SqlError> {
@@ -213,7 +242,7 @@ impl Engine {
             .ok_or_else(|| SqlError::Internal("data dir path is not UTF-8".into()))?;
         let url = ListingTableUrl::parse(text)?.with_table_ref(table);
         let options = ParquetReadOptions::default()
-            .to_listing_options(self.state.config(), self.state.default_table_options());
+            .to_listing_options(state.config(), state.default_table_options());
         let meta = tokio::fs::metadata(path)
             .await
             .map_err(|e| SqlError::Internal(format!("{}: {e}", path.display())))?;
@@ -226,7 +255,7 @@ impl Engine {
         let schema = match known {
             Some(schema) => schema,
             None => {
-                let schema = options.infer_schema(&self.state, &url).await?;
+                let schema = options.infer_schema(state, &url).await?;
                 let mut schemas = self.schemas();
                 if schemas.len() >= SCHEMAS_KEPT {
                     schemas.clear();
@@ -396,4 +425,77 @@ pub fn with_deadline(
         }
     });
     Box::pin(RecordBatchStreamAdapter::new(schema, timed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::{Field, Schema};
+
+    fn write(path: &Path, column: &str, values: Vec<i64>) {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            column,
+            DataType::Int64,
+            false,
+        )]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+        let file = std::fs::File::create(path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    async fn run(sql: &str, path: &Path) -> Result<Vec<RecordBatch>, SqlError> {
+        let path = path.to_path_buf();
+        let stream = query_with(sql, 64 << 20, &|t| {
+            if t.table() == "t" {
+                Ok(Source::Parquet(path.clone()))
+            } else {
+                Err(SqlError::Invalid(format!("table `{t}` not found")))
+            }
+        })
+        .await?;
+        Ok(collect(stream).await?.1)
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_file_is_read_with_its_new_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write(&path, "a", vec![1, 2, 3]);
+        let b = run("SELECT SUM(a) AS s FROM t", &path).await.unwrap();
+        assert_eq!(b[0].num_rows(), 1);
+        write(&path, "b", vec![10, 20, 30, 40]);
+        let err = run("SELECT SUM(a) FROM t", &path).await.unwrap_err();
+        assert!(matches!(err, SqlError::Invalid(_)), "{err}");
+        let b = run("SELECT SUM(b) AS s FROM t", &path).await.unwrap();
+        let sum = b[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(sum.value(0), 100);
+    }
+
+    #[tokio::test]
+    async fn each_query_has_its_own_tables_and_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write(&path, "a", vec![1]);
+        run("SELECT * FROM t", &path).await.unwrap();
+        // A table of an earlier query is not visible to a later one.
+        let err = run("SELECT * FROM u", &path).await.unwrap_err();
+        assert!(err.to_string().contains("`u` not found"), "{err}");
+        let now = |b: Vec<RecordBatch>| {
+            let c = b[0].column(0).clone();
+            arrow::util::display::array_value_to_string(&c, 0).unwrap()
+        };
+        let first = now(run("SELECT now()", &path).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let second = now(run("SELECT now()", &path).await.unwrap());
+        assert_ne!(first, second, "now() is the query's own start time");
+        assert!(!first.is_empty() && first.len() == second.len());
+    }
 }
