@@ -97,13 +97,13 @@ pub async fn query_with(
     let mut bytes = 0u64;
     for table in engine.state.resolve_table_references(&statement)? {
         let source = resolve(&table)?;
-        bytes += match &source {
+        bytes = bytes.saturating_add(match &source {
             Source::Parquet(path) => std::fs::metadata(path).map_or(u64::MAX, |m| m.len()),
             Source::Batches(_, batches) => batches
                 .iter()
                 .map(|b| b.get_array_memory_size() as u64)
                 .sum(),
-        };
+        });
         sources.push((table, source));
     }
     // Small inputs run in one partition: splitting them costs more than it saves.
