@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use allmende_scenarios::{bin, rss_kb};
 use anyhow::{Context, bail};
 
 struct Args {
@@ -41,30 +42,9 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-fn bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.parent().context("exe dir")?.join("allmende");
-    if !path.exists() {
-        bail!(
-            "{} missing: cargo build --release -p allmende",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     (v[0], v[v.len() / 2], v[v.len() - 1])
-}
-
-fn rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")
 }
 
 fn peak_rss_self_mb() -> f64 {

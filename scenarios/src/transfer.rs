@@ -23,6 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use allmende_scenarios::bin;
 use anyhow::{Context, bail};
 use arrow::array::{Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -60,18 +61,6 @@ fn args() -> anyhow::Result<Args> {
         }
     }
     Ok(a)
-}
-
-fn bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.parent().context("exe dir")?.join("allmende");
-    if !path.exists() {
-        bail!(
-            "{} missing: cargo build --release -p allmende",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 /// A node process with its data dir and API URL.

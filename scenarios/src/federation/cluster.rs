@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use allmende_scenarios::bin;
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
@@ -190,18 +191,6 @@ impl Drop for Cluster {
             }
         }
     }
-}
-
-pub(crate) fn bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.parent().context("exe dir")?.join("allmende");
-    if !path.exists() {
-        bail!(
-            "{} missing: cargo build --release -p allmende",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 pub(crate) fn client() -> anyhow::Result<reqwest::blocking::Client> {

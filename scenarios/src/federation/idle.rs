@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use allmende_scenarios::rss_kb;
 use anyhow::Context;
 use serde_json::{Value, json};
 
@@ -15,15 +16,6 @@ pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let rest = &stat[stat.rfind(')').context("stat")? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
-}
-
-pub(crate) fn rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")
 }
 
 pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
