@@ -93,18 +93,23 @@ pub async fn query_with(
             "the statement is not a query (SELECT, WITH or VALUES)".into(),
         ));
     }
-    let mut sources = Vec::new();
+    let mut inputs = Vec::new();
     let mut bytes = 0u64;
     for table in engine.state.resolve_table_references(&statement)? {
-        let source = resolve(&table)?;
-        bytes = bytes.saturating_add(match &source {
-            Source::Parquet(path) => std::fs::metadata(path).map_or(u64::MAX, |m| m.len()),
-            Source::Batches(_, batches) => batches
-                .iter()
-                .map(|b| b.get_array_memory_size() as u64)
-                .sum(),
-        });
-        sources.push((table, source));
+        let input = match resolve(&table)? {
+            Source::Parquet(path) => {
+                let meta = std::fs::metadata(&path)
+                    .map_err(|e| SqlError::Internal(format!("{}: {e}", path.display())))?;
+                bytes = bytes.saturating_add(meta.len());
+                Input::Parquet(path, (meta.len(), meta.modified().ok()))
+            }
+            Source::Batches(schema, batches) => {
+                let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+                bytes = bytes.saturating_add(size as u64);
+                Input::Batches(schema, batches)
+            }
+        };
+        inputs.push((table, input));
     }
     // Small inputs run in one partition: splitting them costs more than it saves.
     let state = if bytes < SMALL_INPUT {
@@ -116,11 +121,11 @@ pub async fn query_with(
         state,
         tables: HashMap::new(),
     };
-    for (table, source) in sources {
+    for (table, input) in inputs {
         let resolved = context.resolve(table.clone());
-        let provider: Arc<dyn TableProvider> = match source {
-            Source::Parquet(path) => engine.parquet(state, &path, table).await?,
-            Source::Batches(schema, batches) => Arc::new(MemTable::try_new(schema, vec![batches])?),
+        let provider: Arc<dyn TableProvider> = match input {
+            Input::Parquet(path, stamp) => engine.parquet(state, &path, stamp, table).await?,
+            Input::Batches(schema, batches) => Arc::new(MemTable::try_new(schema, vec![batches])?),
         };
         context
             .tables
@@ -190,6 +195,12 @@ struct Engine {
     schemas: Mutex<HashMap<PathBuf, (FileStamp, SchemaRef)>>,
 }
 
+/// A table of one query, resolved: a Parquet file with its stamp, or batches in memory.
+enum Input {
+    Parquet(PathBuf, FileStamp),
+    Batches(SchemaRef, Vec<RecordBatch>),
+}
+
 /// What tells one version of a file from another: its size and modification time.
 type FileStamp = (u64, Option<std::time::SystemTime>);
 
@@ -235,6 +246,7 @@ impl Engine {
         &self,
         state: &SessionState,
         path: &Path,
+        stamp: FileStamp,
         table: TableReference,
     ) -> Result<Arc<dyn TableProvider>, SqlError> {
         let text = path
@@ -243,10 +255,6 @@ impl Engine {
         let url = ListingTableUrl::parse(text)?.with_table_ref(table);
         let options = ParquetReadOptions::default()
             .to_listing_options(state.config(), state.default_table_options());
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| SqlError::Internal(format!("{}: {e}", path.display())))?;
-        let stamp = (meta.len(), meta.modified().ok());
         let known = self
             .schemas()
             .get(path)

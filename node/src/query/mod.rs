@@ -217,29 +217,26 @@ pub async fn run(
     let mut asks = Vec::with_capacity(providers.len());
     for p in providers {
         let (fragment, peer, dataset) = (&fragment, p.peer, p.dataset.clone());
-        let request = move || -> Result<QueryRequest, QueryError> {
+        // Made for each attempt: a provider may have read (and so spent) an earlier assertion.
+        let request = move || -> Result<QueryRequest, String> {
             Ok(QueryRequest {
                 query_hash: hash,
                 dataset: dataset.clone(),
                 fragment: fragment.clone(),
-                assertion: ByteBuf::from(assertion(key, options, peer)?),
+                assertion: ByteBuf::from(assertion(key, options, peer).map_err(|e| e.to_string())?),
                 deadline_ms: options.deadline.as_millis() as u64,
             })
         };
-        let first = request()?;
         let deadline = options.deadline;
         asks.push(Box::pin(async move {
             let started = Instant::now();
             let outcome = if p.peer == me {
-                Ok(provider::answer_own(local, first).await)
+                match request() {
+                    Ok(r) => Ok(provider::answer_own(local, r).await),
+                    Err(e) => Err(NoAnswer::Error(e)),
+                }
             } else {
-                // The first attempt uses the request made above; any later one a fresh one.
-                let first = std::sync::Mutex::new(Some(first));
-                let attempt = || {
-                    let taken = first.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    taken.map_or_else(|| request().map_err(|e| e.to_string()), Ok)
-                };
-                match tokio::time::timeout(deadline, federation.query(p.peer, attempt)).await {
+                match tokio::time::timeout(deadline, federation.query(p.peer, request)).await {
                     Ok(Ok(r)) => Ok(r),
                     // A member that cannot be reached gives no answer either.
                     Ok(Err(FederationError::Unreachable(e))) => {

@@ -437,6 +437,20 @@ impl Cluster {
         )
     }
 
+    /// Imports a dataset on node `i` from a multipart form (`POST /api/v1/datasets`).
+    pub(crate) fn import_form(
+        &self,
+        i: usize,
+        form: reqwest::blocking::multipart::Form,
+    ) -> anyhow::Result<Value> {
+        check(
+            self.http
+                .post(format!("{}/api/v1/datasets", self.nodes[i].url))
+                .multipart(form)
+                .send()?,
+        )
+    }
+
     pub(crate) fn status(&self, i: usize) -> anyhow::Result<Value> {
         self.get(i, "/api/v1/federation")
     }
@@ -596,12 +610,7 @@ impl Cluster {
             .text("themes", "TRAN")
             .text("keywords", "Verkehr,Zählung")
             .text("slug", slug.clone());
-        check(
-            self.http
-                .post(format!("{}/api/v1/datasets", self.nodes[i].url))
-                .multipart(form)
-                .send()?,
-        )?;
+        self.import_form(i, form)?;
         Ok(slug)
     }
 

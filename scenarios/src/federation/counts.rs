@@ -189,12 +189,7 @@ impl Cluster {
             .text("keywords", "Verkehr")
             .text("conforms_to", SCHEMA)
             .text("slug", SLUG);
-        check(
-            self.http
-                .post(format!("{}/api/v1/datasets", self.nodes[i].url))
-                .multipart(form)
-                .send()?,
-        )?;
+        self.import_form(i, form)?;
         let policy = if restricted {
             NO_BIKES_POLICY
         } else {
@@ -228,12 +223,7 @@ impl Cluster {
                     .file_name(format!("{slug}.csv")),
             )
             .text("slug", slug.to_owned());
-        check(
-            self.http
-                .post(format!("{}/api/v1/datasets", self.nodes[i].url))
-                .multipart(form)
-                .send()?,
-        )?;
+        self.import_form(i, form)?;
         Ok(())
     }
 
