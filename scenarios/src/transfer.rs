@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allmende_scenarios::bin;
+use allmende_scenarios::{bin, cpu_ticks, ticks_per_sec};
 use anyhow::{Context, bail};
 use arrow::array::{Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -161,6 +161,14 @@ impl Node {
             bail!("POST {path}: {status} {v}");
         }
         Ok(v)
+    }
+}
+
+impl Node {
+    /// CPU seconds (user + system) the node process has used so far.
+    fn cpu_secs(&self) -> anyhow::Result<f64> {
+        let pid = self.child.as_ref().context("not running")?.id();
+        Ok(cpu_ticks(pid)? as f64 / ticks_per_sec())
     }
 }
 
@@ -428,6 +436,7 @@ fn main() -> anyhow::Result<()> {
     let mut python_secs = Vec::new();
     for run in 0..=a.runs {
         let body = json!({ "dataset": "muenster.big", "negotiate": run == 0 });
+        let cpu_before = (provider.cpu_secs()?, consumer.cpu_secs()?);
         let started = consumer.post("/api/v1/transfers", &body)?;
         let id = started["id"].as_str().context("id")?.to_owned();
         let done = wait("transfer complete", 600, || {
@@ -439,6 +448,10 @@ fn main() -> anyhow::Result<()> {
         if done["state"] != "complete" {
             bail!("transfer failed: {done}");
         }
+        let cpu = (
+            provider.cpu_secs()? - cpu_before.0,
+            consumer.cpu_secs()? - cpu_before.1,
+        );
         let secs = millis_between(
             done["created"].as_str().unwrap_or_default(),
             done["finished"].as_str().unwrap_or_default(),
@@ -458,9 +471,11 @@ fn main() -> anyhow::Result<()> {
         }
         let mbps = |s: f64| stored_size as f64 / 1e6 / s;
         println!(
-            "run {run}: transfer {:.2} s ({:.0} MB/s); http axum {:.2} s ({:.0} MB/s){}",
+            "run {run}: transfer {:.2} s ({:.0} MB/s, CPU provider {:.2} s, consumer {:.2} s); http axum {:.2} s ({:.0} MB/s){}",
             secs,
             mbps(secs),
+            cpu.0,
+            cpu.1,
             a_secs,
             mbps(a_secs),
             p_secs.map_or(String::new(), |p| format!(

@@ -167,6 +167,8 @@ where
         CHUNK
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    // Sent buffers come back for the next reads (no allocating and zeroing per chunk).
+    let (give_back, given_back) = std::sync::mpsc::channel::<Vec<u8>>();
     let path = file.path.clone();
     let mut left = file.size - offset;
     let reader = tokio::task::spawn_blocking(move || {
@@ -176,7 +178,8 @@ where
             f.seek(std::io::SeekFrom::Start(offset))?;
             while left > 0 {
                 let want = chunk.min(usize::try_from(left).unwrap_or(usize::MAX));
-                let mut buf = vec![0u8; want];
+                let mut buf = given_back.try_recv().unwrap_or_default();
+                buf.resize(want, 0);
                 f.read_exact(&mut buf)?;
                 left -= want as u64;
                 if tx.blocking_send(Ok(buf)).is_err() {
@@ -201,6 +204,7 @@ where
             .await
             .map_err(|_| std::io::Error::other("the consumer stopped reading"))??;
         sent += buf.len() as u64;
+        let _ = give_back.send(buf);
     }
     drop(rx);
     let _ = reader.await;

@@ -2,21 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use allmende_scenarios::rss_kb;
-use anyhow::Context;
+use allmende_scenarios::{cpu_ticks, rss_kb, ticks_per_sec};
 use serde_json::{Value, json};
 
 use crate::Args;
 use crate::cluster::{Cluster, Events, Node};
-
-/// utime + stime of a process, in clock ticks.
-pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')').context("stat")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
-}
 
 pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
     let mut cluster = Cluster::start(a, events)?;
@@ -24,8 +14,7 @@ pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
     let all: Vec<usize> = (0..a.nodes).collect();
     cluster.publish_on(&all)?;
     cluster.wait_digests(Duration::from_secs(30))?;
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let tick = ticks_per_sec();
     let pids: Vec<u32> = cluster.nodes.iter().map(Node::pid).collect();
     println!("quiet for {} s ...", a.idle_secs);
     let before: Vec<u64> = pids

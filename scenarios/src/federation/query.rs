@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use allmende_scenarios::{cpu_ticks, ticks_per_sec};
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 
 use crate::Args;
 use crate::cluster::{Cluster, Events, STOP, check, ms, pct};
 use crate::counts::{self, BIKES_QUERY, QUERIES, local_sql, rows_equal, statuses};
-use crate::idle::cpu_ticks;
 use crate::netns::{nft, tcp_port};
 
 /// The asking node.
@@ -247,8 +247,7 @@ fn cpu_per_query(cluster: &Cluster) -> anyhow::Result<(f64, f64)> {
             .collect::<anyhow::Result<_>>()?;
         Ok((each.iter().sum(), each[ASKER]))
     };
-    // SAFETY: sysconf has no preconditions.
-    let tick_ms = 1000.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let tick_ms = 1000.0 / ticks_per_sec();
     let before = ticks()?;
     for k in 0..CPU_QUERIES {
         cluster.query(ASKER, QUERIES[k % QUERIES.len()].1, 3000)?;
