@@ -163,6 +163,8 @@ pub(crate) struct Cluster {
     pub(crate) counter: usize,
     /// Nodes not to be asked now: killed (until restarted) or stopped (SIGSTOP).
     pub(crate) down: Vec<bool>,
+    /// The libp2p transports the nodes listen on (`--p2p`).
+    p2p: String,
 }
 
 impl Drop for Cluster {
@@ -255,6 +257,7 @@ impl Cluster {
             published: vec![Vec::new(); n],
             counter: 0,
             down: vec![false; n],
+            p2p: a.p2p.clone(),
         };
         let sync = sync_ms.to_string();
         for i in 0..n {
@@ -277,7 +280,11 @@ impl Cluster {
                     "--listen",
                     &format!("{ip}:{api}"),
                     "--p2p-listen",
-                    &format!("/ip4/{ip}/udp/{p2p}/quic-v1,/ip4/{ip}/tcp/{p2p}"),
+                    &match a.p2p.as_str() {
+                        "quic" => format!("/ip4/{ip}/udp/{p2p}/quic-v1"),
+                        "tcp" => format!("/ip4/{ip}/tcp/{p2p}"),
+                        _ => format!("/ip4/{ip}/udp/{p2p}/quic-v1,/ip4/{ip}/tcp/{p2p}"),
+                    },
                     "--contact-email",
                     "open-data@example.de",
                     "--sync-interval-ms",
@@ -500,7 +507,11 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let card = self.get(i, "/api/v1/federation/card")?;
-            if card["addresses"].as_array().is_some_and(|a| a.len() >= 2) {
+            let listening = if self.p2p == "both" { 2 } else { 1 };
+            if card["addresses"]
+                .as_array()
+                .is_some_and(|a| a.len() >= listening)
+            {
                 return Ok(card);
             }
             ensure!(

@@ -70,6 +70,8 @@ pub(crate) struct Args {
     pub(crate) flood_clients: usize,
     pub(crate) churn_secs: u64,
     pub(crate) initial: usize,
+    /// The libp2p transports the nodes listen on: `both` (QUIC first), `quic` or `tcp`.
+    pub(crate) p2p: String,
 }
 
 const CASES: [&str; 7] = [
@@ -85,7 +87,8 @@ const CASES: [&str; 7] = [
 const USAGE: &str = "usage: federation --case smoke|propagation|partition|idle|query|churn|join \
 [--nodes N] [--updates K] [--repeats R] [--partition-secs S] [--idle-secs S] \
 [--queries Q] [--deadline-ms MS] [--blackhole-queries B] [--flood-secs S] [--flood-clients C] \
-[--churn-secs S] [--initial K] [--sync-interval-ms MS] [--results DIR] [--work DIR] [--seed N]";
+[--churn-secs S] [--initial K] [--sync-interval-ms MS] [--results DIR] [--work DIR] [--seed N] \
+[--p2p both|quic|tcp]";
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
@@ -108,6 +111,7 @@ fn args() -> anyhow::Result<Args> {
         flood_clients: 8,
         churn_secs: 60,
         initial: 3,
+        p2p: "both".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -134,6 +138,7 @@ fn args() -> anyhow::Result<Args> {
             "--flood-clients" => a.flood_clients = value.parse()?,
             "--churn-secs" => a.churn_secs = value.parse()?,
             "--initial" => a.initial = value.parse()?,
+            "--p2p" if ["both", "quic", "tcp"].contains(&value.as_str()) => a.p2p = value,
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
