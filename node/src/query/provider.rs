@@ -27,7 +27,8 @@ use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio::time::Instant;
 
 use crate::datasets::Datasets;
 use crate::policies::{Policies, dataset_target};
@@ -45,13 +46,8 @@ pub struct ProviderContext {
     me: PeerId,
     memory_limit: u64,
     timeout: Duration,
-    /// Bound on fragments running at once.
-    running: Semaphore,
-    /// Each asker's share of `running` (half of it, at least one), so that a flood from one
-    /// member queues behind itself and leaves room for the others.
-    shares: Mutex<HashMap<PeerId, Arc<Semaphore>>>,
-    /// Fragments one asker may run at once.
-    share: usize,
+    /// Fragment slots: all askers' and each asker's share.
+    slots: Slots,
     /// Nonces of the assertions seen, with their expiry, to refuse replays.
     seen: Mutex<HashMap<[u8; 32], u64>>,
 }
@@ -75,9 +71,7 @@ impl ProviderContext {
             key,
             memory_limit,
             timeout,
-            running: Semaphore::new(concurrent),
-            shares: Mutex::new(HashMap::new()),
-            share: concurrent.div_ceil(2).max(1),
+            slots: Slots::new(concurrent),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -100,19 +94,6 @@ impl ProviderContext {
     /// Memory one fragment (or one transfer view) may use.
     pub(crate) fn memory_limit(&self) -> u64 {
         self.memory_limit
-    }
-
-    /// The semaphore bounding `peer`'s fragments running at once.
-    fn share_of(&self, peer: &PeerId) -> Arc<Semaphore> {
-        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
-        if shares.len() >= 256 {
-            // Keep only the askers with fragments running or waiting.
-            shares.retain(|_, s| Arc::strong_count(s) > 1);
-        }
-        shares
-            .entry(*peer)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.share)))
-            .clone()
     }
 
     /// Opens the asker's assertion and refuses a replay.
@@ -402,6 +383,67 @@ fn suppress(batches: Vec<RecordBatch>, k: u64) -> Result<(Vec<RecordBatch>, u64)
     Ok((out, dropped))
 }
 
+/// The bound on fragments running at once, shared fairly: one asker may hold at most half of
+/// the slots (at least one), so that a flood from one member queues behind itself and leaves
+/// room for the others.
+struct Slots {
+    running: Semaphore,
+    shares: Mutex<HashMap<PeerId, Arc<Semaphore>>>,
+    share: usize,
+}
+
+/// A fragment's slot, held while it runs.
+struct Slot<'a> {
+    _share: Option<OwnedSemaphorePermit>,
+    _running: SemaphorePermit<'a>,
+}
+
+impl Slots {
+    fn new(concurrent: usize) -> Self {
+        Self {
+            running: Semaphore::new(concurrent.max(1)),
+            shares: Mutex::new(HashMap::new()),
+            share: concurrent.div_ceil(2).max(1),
+        }
+    }
+
+    /// The semaphore bounding `peer`'s fragments running at once.
+    fn share_of(&self, peer: &PeerId) -> Arc<Semaphore> {
+        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        if shares.len() >= 256 {
+            // Keep only the askers with fragments running or waiting.
+            shares.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        shares
+            .entry(*peer)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.share)))
+            .clone()
+    }
+
+    /// Waits for a slot for `asker`'s fragment (`None`: this node's own user, not bound by a
+    /// share) until `until`; past it, the answer could not reach the asker in time anyway.
+    async fn acquire(&self, asker: Option<&PeerId>, until: Instant) -> Result<Slot<'_>, String> {
+        let busy = || "the provider is busy: no fragment slot came free before the deadline";
+        let share = match asker {
+            Some(peer) => Some(
+                tokio::time::timeout_at(until, self.share_of(peer).acquire_owned())
+                    .await
+                    .map_err(|_| busy())?
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        let running = tokio::time::timeout_at(until, self.running.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|e| e.to_string())?;
+        Ok(Slot {
+            _share: share,
+            _running: running,
+        })
+    }
+}
+
 /// Bytes of Arrow IPC handed on at once.
 const CHUNK: usize = 1 << 20;
 
@@ -589,19 +631,15 @@ async fn run(
     }
     let sql_text = fragment_sql(&req.fragment)?;
     let path = ctx.datasets.file_path(&dataset);
-    let _share = match &remote {
-        Some((peer, _)) => Some(
-            ctx.share_of(peer)
-                .acquire_owned()
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
-        None => None,
-    };
-    let _permit = ctx.running.acquire().await.map_err(|e| e.to_string())?;
+    // The asker's deadline (or the node's own limit) covers the wait for a slot and the run.
     let timeout = ctx
         .timeout
         .min(Duration::from_millis(req.deadline_ms.max(1)));
+    let until = Instant::now() + timeout;
+    let _slot = ctx
+        .slots
+        .acquire(remote.as_ref().map(|(peer, _)| peer), until)
+        .await?;
     let aggregate = req.fragment.is_aggregate();
     let run = async {
         let mut stream = sql::query_with(&sql_text, ctx.memory_limit, &|_| {
@@ -632,7 +670,7 @@ async fn run(
         out.push(std::mem::take(w.get_mut())).await?;
         Ok::<_, String>((rows, suppressed))
     };
-    let (rows, suppressed) = tokio::time::timeout(timeout, run).await.map_err(|_| {
+    let (rows, suppressed) = tokio::time::timeout_at(until, run).await.map_err(|_| {
         format!(
             "the fragment did not finish within {} ms",
             timeout.as_millis()
@@ -680,5 +718,33 @@ mod tests {
             fragment_sql(&rows).unwrap(),
             "SELECT \"x\"\"y\" FROM t ORDER BY \"x\"\"y\" DESC LIMIT 3"
         );
+    }
+
+    #[tokio::test]
+    async fn a_fragment_waits_for_a_slot_no_longer_than_its_deadline() {
+        let slots = Slots::new(4);
+        let flooder = PeerId::random();
+        let other = PeerId::random();
+        let soon = || Instant::now() + Duration::from_millis(50);
+        // The flooder gets half of the slots; its third fragment waits, and gives up at its
+        // deadline with a reason instead of queueing for ever.
+        let a = slots.acquire(Some(&flooder), soon()).await.unwrap();
+        let _b = slots.acquire(Some(&flooder), soon()).await.unwrap();
+        let started = Instant::now();
+        let err = slots
+            .acquire(Some(&flooder), soon())
+            .await
+            .err()
+            .expect("no third slot for one asker");
+        assert!(err.contains("busy"), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(45));
+        assert!(started.elapsed() < Duration::from_millis(1000));
+        // Another member still gets the remaining slots, and then waits like anyone.
+        let _c = slots.acquire(Some(&other), soon()).await.unwrap();
+        let _d = slots.acquire(None, soon()).await.unwrap();
+        assert!(slots.acquire(Some(&other), soon()).await.is_err());
+        // A slot given back is free again.
+        drop(a);
+        assert!(slots.acquire(Some(&other), soon()).await.is_ok());
     }
 }
