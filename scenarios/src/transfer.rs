@@ -55,6 +55,7 @@ fn args() -> anyhow::Result<Args> {
             "--runs" => a.runs = value.parse()?,
             "--work" => a.work = value.into(),
             "--p2p" if ["both", "quic", "tcp"].contains(&value.as_str()) => a.p2p = value,
+            "--p2p" => bail!("--p2p takes both, quic or tcp, not {value}"),
             other => {
                 bail!("unknown flag {other}; use --size-mb, --runs, --work, --p2p both|quic|tcp")
             }

@@ -139,6 +139,7 @@ fn args() -> anyhow::Result<Args> {
             "--churn-secs" => a.churn_secs = value.parse()?,
             "--initial" => a.initial = value.parse()?,
             "--p2p" if ["both", "quic", "tcp"].contains(&value.as_str()) => a.p2p = value,
+            "--p2p" => bail!("--p2p takes both, quic or tcp, not {value}"),
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
