@@ -169,6 +169,49 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// Imports one day of sample air-quality data as `air` (common schema `air_quality_hourly`),
+/// attaches `policy` (a file under data/policies) if given, and publishes it.
+fn publish_air(node: &TestNode, district_key: &str, policy: Option<&str>) {
+    let csv = node.dir.path().join("air.csv");
+    let out = allmende(&[
+        "sample",
+        "air-quality",
+        "--district-key",
+        district_key,
+        "--days",
+        "1",
+        "--stations",
+        "2",
+        "-o",
+        path(&csv),
+    ]);
+    assert!(out.status.success(), "sample: {out:?}");
+    node.ok(&[
+        "dataset",
+        "import",
+        path(&csv),
+        "--slug",
+        "air",
+        "--title",
+        "Luftqualität",
+        "--description",
+        "Stündliche NO2- und PM10-Werte",
+        "--license",
+        "dl-by-de/2.0",
+        "--theme",
+        "ENVI",
+        "--conforms-to",
+        "urn:allmende:schema:air_quality_hourly:1",
+    ]);
+    if let Some(policy) = policy {
+        let file = allmende_e2e::manifest_dir()
+            .join("../data/policies")
+            .join(policy);
+        node.ok(&["policy", "attach", "air", path(&file)]);
+    }
+    node.ok(&["dataset", "publish", "air"]);
+}
+
 #[test]
 fn spans_reach_an_otlp_collector_and_sigterm_flushes_the_last_ones() {
     let collector = Collector::start();
@@ -195,38 +238,7 @@ fn spans_reach_an_otlp_collector_and_sigterm_flushes_the_last_ones() {
         .to_owned();
 
     // A federated query over the node's own published dataset.
-    let csv = node.dir.path().join("air.csv");
-    let out = allmende(&[
-        "sample",
-        "air-quality",
-        "--district-key",
-        "05515",
-        "--days",
-        "1",
-        "--stations",
-        "2",
-        "-o",
-        path(&csv),
-    ]);
-    assert!(out.status.success(), "sample: {out:?}");
-    node.ok(&[
-        "dataset",
-        "import",
-        path(&csv),
-        "--slug",
-        "air",
-        "--title",
-        "Luftqualität Münster",
-        "--description",
-        "Stündliche NO2- und PM10-Werte",
-        "--license",
-        "dl-by-de/2.0",
-        "--theme",
-        "ENVI",
-        "--conforms-to",
-        "urn:allmende:schema:air_quality_hourly:1",
-    ]);
-    node.ok(&["dataset", "publish", "air"]);
+    publish_air(&node, "05515", None);
     let (status, answer) = node.post(
         "/api/v1/query",
         &json!({ "sql": "SELECT station FROM federation.air_quality_hourly LIMIT 2" }),
@@ -328,4 +340,60 @@ fn a_malformed_endpoint_is_refused_at_init() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("telemetry.otlp_endpoint"), "{stderr}");
+}
+
+#[test]
+fn a_providers_answer_joins_the_askers_trace() {
+    let collector = Collector::start();
+    let node = |name: &str, key: &str, ip: &str| {
+        let mut n = TestNode::init_at(
+            name,
+            key,
+            ip,
+            &[
+                "--otlp-endpoint",
+                &collector.url,
+                "--sync-interval-ms",
+                "500",
+                "--contact-email",
+                "daten@example.org",
+            ],
+        );
+        n.start();
+        n
+    };
+    let mut asker = node("Stadt Münster", "05515", "127.0.0.34");
+    let mut provider = node("Stadt Würzburg", "09663", "127.0.0.35");
+    allmende_e2e::federate(&[&asker, &provider], "trace");
+    publish_air(&provider, "09663", Some("offer-open.jsonld"));
+    allmende_e2e::poll(
+        "catalog replicated",
+        Duration::from_secs(20),
+        || (asker.get("/api/v1/catalog?theme=ENVI")["total"] == 1).then_some(()),
+        || asker.get("/api/v1/catalog?theme=ENVI").to_string(),
+    );
+    let (status, answer) = asker.post(
+        "/api/v1/query",
+        &json!({ "sql": "SELECT station FROM federation.air_quality_hourly LIMIT 2" }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["members"][0]["status"], "ok", "{answer}");
+
+    assert!(
+        provider
+            .stop(libc::SIGTERM, Duration::from_secs(20))
+            .success()
+    );
+    assert!(asker.stop(libc::SIGTERM, Duration::from_secs(20)).success());
+    let spans = collector.spans();
+    let query = one(&spans, "federated_query");
+    let answered = one(&spans, "query_answer");
+    assert_eq!(answered.attr("decision"), Some("permit"));
+    // Exported by two processes, one trace: the provider's spans descend from the asker's query.
+    assert_ne!(
+        query.resource.get("allmende.peer_id"),
+        answered.resource.get("allmende.peer_id")
+    );
+    assert_eq!(answered.trace_id, query.trace_id);
+    assert!(descends(&spans, answered, query), "{answered:?}");
 }

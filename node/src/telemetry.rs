@@ -8,17 +8,21 @@
 //! slow costs the node one warning in the log and the spans that do not fit the queue; it never
 //! holds up a request, and shutdown waits for it at most [`SHUTDOWN_TIMEOUT`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use libp2p::PeerId;
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response, ResponseBodyTooLarge};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::TelemetryConfig;
@@ -252,9 +256,50 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The longest `traceparent` value taken from a peer (the W3C format has 55 characters).
+const MAX_TRACEPARENT: usize = 64;
+
+/// The current span's trace context as a W3C `traceparent` value, to carry to a peer; `None` when
+/// no trace is being recorded (no exporter, or the span is not sampled).
+pub fn traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Makes `span` — created, not yet entered — a child of a peer's span named by a W3C
+/// `traceparent` value. A malformed or oversized value is ignored: the span keeps its own trace.
+pub fn follow_remote(span: &tracing::Span, traceparent: &str) {
+    if traceparent.len() > MAX_TRACEPARENT {
+        return;
+    }
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_trace_context_goes_out_unrecorded_and_a_bad_one_coming_in_is_ignored() {
+        // No OpenTelemetry layer here: nothing is recorded, so nothing is sent to a peer.
+        assert_eq!(traceparent(), None);
+        let span = tracing::info_span!("answer");
+        follow_remote(&span, "not a traceparent");
+        follow_remote(&span, &"0".repeat(10_000));
+        follow_remote(
+            &span,
+            "00-00000000000000000000000000000000-0000000000000000-01",
+        );
+    }
 
     fn config(endpoint: Option<&str>) -> TelemetryConfig {
         TelemetryConfig {

@@ -101,6 +101,7 @@ fn request(id: &str, fragment: Fragment) -> QueryRequest {
         fragment,
         assertion: assertion(provider_peer(), now(), now() + 60, nonce).into(),
         deadline_ms: 3000,
+        traceparent: None,
     }
 }
 

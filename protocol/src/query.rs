@@ -33,6 +33,10 @@ pub struct QueryRequest {
     pub assertion: ByteBuf,
     /// How long the asking node waits, in milliseconds.
     pub deadline_ms: u64,
+    /// The asking node's W3C trace context (a `traceparent` value), so that the provider's spans
+    /// join the asker's trace; absent when the asker records no trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Longest an assertion may be valid, in seconds.

@@ -214,8 +214,10 @@ pub async fn run(
     }
     let hash = query_hash(sql_text);
     let me = federation.peer_id();
+    let traceparent = crate::telemetry::traceparent();
     let mut asks = Vec::with_capacity(providers.len());
     for p in providers {
+        let traceparent = traceparent.clone();
         let (fragment, peer, dataset) = (&fragment, p.peer, p.dataset.clone());
         // Made for each attempt: a provider may have read (and so spent) an earlier assertion.
         let request = move || -> Result<QueryRequest, String> {
@@ -225,6 +227,7 @@ pub async fn run(
                 fragment: fragment.clone(),
                 assertion: ByteBuf::from(assertion(key, options, peer).map_err(|e| e.to_string())?),
                 deadline_ms: options.deadline.as_millis() as u64,
+                traceparent: traceparent.clone(),
             })
         };
         let deadline = options.deadline;

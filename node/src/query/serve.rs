@@ -60,9 +60,15 @@ pub fn serve(fed: Arc<Federation>, provider: Arc<ProviderContext>) -> Result<(),
                     };
                     // The answer is produced in one task and written here as it comes.
                     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-                    let producing = tokio::spawn(async move {
-                        answer(&provider, peer, organisation, request, &tx).await
-                    });
+                    // The answer is a child of the asker's span when the asker sent its trace.
+                    let answering = tracing::info_span!("query_request", %peer);
+                    if let Some(parent) = &request.traceparent {
+                        crate::telemetry::follow_remote(&answering, parent);
+                    }
+                    let producing = tokio::spawn(
+                        async move { answer(&provider, peer, organisation, request, &tx).await }
+                            .instrument(answering),
+                    );
                     let send = async {
                         while let Some(chunk) = rx.recv().await {
                             for part in chunk.chunks(FRAME_DATA) {
