@@ -343,7 +343,7 @@ fn a_malformed_endpoint_is_refused_at_init() {
 }
 
 #[test]
-fn a_providers_answer_joins_the_askers_trace() {
+fn a_providers_answer_and_transfer_join_the_askers_trace() {
     let collector = Collector::start();
     let node = |name: &str, key: &str, ip: &str| {
         let mut n = TestNode::init_at(
@@ -378,6 +378,10 @@ fn a_providers_answer_joins_the_askers_trace() {
     );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["members"][0]["status"], "ok", "{answer}");
+    // A whole-dataset transfer too, under an agreement concluded on the way.
+    let copy = asker.dir.path().join("copy.parquet");
+    asker.ok(&["fetch", "wuerzburg.air", "--negotiate", "-o", path(&copy)]);
+    assert!(copy.is_file());
 
     assert!(
         provider
@@ -396,4 +400,8 @@ fn a_providers_answer_joins_the_askers_trace() {
     );
     assert_eq!(answered.trace_id, query.trace_id);
     assert!(descends(&spans, answered, query), "{answered:?}");
+    let fetch = one(&spans, "transfer_fetch");
+    let served = one(&spans, "transfer_request");
+    assert_eq!(served.trace_id, fetch.trace_id);
+    assert!(descends(&spans, served, fetch), "{served:?}");
 }

@@ -71,6 +71,10 @@ pub struct TransferRequest {
     pub resume: Option<[u8; 32]>,
     /// Who asks and why: a [`crate::query::UserAssertion`] signed by the consumer node.
     pub assertion: ByteBuf,
+    /// The consumer's W3C trace context (a `traceparent` value), so that the provider's spans
+    /// join the consumer's trace; absent when the consumer records no trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// What the provider serves, signed by it.
@@ -137,6 +141,7 @@ mod tests {
             offset: 42,
             resume: Some([9; 32]),
             assertion: ByteBuf::from(vec![1, 2, 3]),
+            traceparent: None,
         };
         let bytes = frame(&request).unwrap();
         let len = frame_len(bytes[..4].try_into().unwrap(), MAX_TRANSFER_REQUEST_BYTES).unwrap();

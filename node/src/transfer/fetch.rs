@@ -79,6 +79,7 @@ pub(super) async fn attempt(t: &Transfers, record: &mut TransferRecord) -> Resul
         offset: have,
         resume: resume.filter(|_| have > 0),
         assertion: ByteBuf::from(assertion),
+        traceparent: crate::telemetry::traceparent(),
     };
     let stream = t
         .federation

@@ -92,6 +92,20 @@ where
                 return;
             }
         };
+    // What follows is a child of the consumer's span when the consumer sent its trace.
+    let span = tracing::info_span!("transfer_request", dataset = %request.dataset);
+    if let Some(parent) = &request.traceparent {
+        crate::telemetry::follow_remote(&span, parent);
+    }
+    respond(t, peer, io, request).instrument(span).await;
+}
+
+/// Decides on `request`, audits the decision, and sends the refusal or the signed header and
+/// the file.
+async fn respond<S>(t: &Transfers, peer: PeerId, io: &mut S, request: TransferRequest)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let prepared = prepare(t, peer, &request).await;
     let (decision, detail) = match &prepared {
         Ok((header, _)) => (
