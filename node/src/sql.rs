@@ -275,11 +275,7 @@ impl Engine {
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(schema);
-        let statistics = self
-            .state
-            .runtime_env()
-            .cache_manager
-            .get_file_statistic_cache();
+        let statistics = state.runtime_env().cache_manager.get_file_statistic_cache();
         Ok(Arc::new(
             ListingTable::try_new(config)?.with_cache(statistics),
         ))

@@ -163,9 +163,7 @@ impl Node {
         }
         Ok(v)
     }
-}
 
-impl Node {
     /// CPU seconds (user + system) the node process has used so far.
     fn cpu_secs(&self) -> anyhow::Result<f64> {
         let pid = self.child.as_ref().context("not running")?.id();

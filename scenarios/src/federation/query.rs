@@ -208,16 +208,17 @@ fn latency_phase(
         verdict(f99 <= 1.2 * l99 + 2.0)
     );
     let cpu = cpu_per_query(cluster)?;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!(
         "  CPU per federated query ({} back to back, all {n} node processes): {:.1} ms, of \
-         which the asker {:.1} ms and the members {:.1} ms ({:.2} ms each); on 2 cores that \
-         alone is {:.1} ms of wall time",
+         which the asker {:.1} ms and the members {:.1} ms ({:.2} ms each); on {cores} cores \
+         that alone is {:.1} ms of wall time",
         CPU_QUERIES,
         cpu.0,
         cpu.1,
         cpu.0 - cpu.1,
         (cpu.0 - cpu.1) / (n - 1) as f64,
-        cpu.0 / 2.0
+        cpu.0 / cores as f64
     );
     summary["latency"] = json!({"queries": fed_all.len(), "cpu_ms_per_query": cpu.0,
         "asker_cpu_ms_per_query": cpu.1, "fed_p50_ms": f50, "fed_p95_ms": f95,
