@@ -11,6 +11,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::catalog::cte_worktable::CteWorkTable;
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::common::alias::AliasGenerator;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ResolvedTableReference, TableReference};
 use datafusion::config::{ConfigOptions, Dialect};
 use datafusion::datasource::file_format::options::ReadOptions;
@@ -23,8 +24,10 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{FunctionRegistry, TaskContext};
 use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, RelationPlanner};
 use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::optimizer::OptimizerConfig;
-use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig};
 use datafusion::sql::planner::{ParserOptions, SqlToRel};
 
@@ -112,11 +115,14 @@ pub async fn query_with(
         inputs.push((table, input));
     }
     // Small inputs run in one partition: splitting them costs more than it saves.
-    let state = if bytes < SMALL_INPUT {
-        &engine.small
-    } else {
-        &engine.state
-    };
+    let small = bytes < SMALL_INPUT;
+    let state = if small { &engine.small } else { &engine.state };
+    // A small query over files is planned once per text and versions of its files.
+    let key = small.then(|| PlanKey::of(sql, &inputs)).flatten();
+    if let Some(plan) = key.as_ref().and_then(|k| engine.kept_plan(k)) {
+        // Each run gets its own copy of the operators' run state (a top k's filter, metrics).
+        return execute(reset_plan_states(plan)?, state, memory_limit);
+    }
     let mut context = QueryContext {
         state,
         tables: HashMap::new(),
@@ -139,6 +145,7 @@ pub async fn query_with(
         .with_allow_statements(false)
         .verify_plan(&plan)
         .map_err(|e| SqlError::NotAllowed(e.strip_backtrace()))?;
+    let key = key.filter(|_| !reads_the_clock(&plan));
     let optimizing = Optimizing {
         state,
         start: chrono::Utc::now(),
@@ -151,11 +158,95 @@ pub async fn query_with(
         .query_planner()
         .create_physical_plan(&plan, state)
         .await?;
+    if let Some(key) = key
+        && reusable(plan.as_ref())
+    {
+        engine.keep_plan(key, plan.clone());
+    }
+    execute(plan, state, memory_limit)
+}
+
+/// Starts `plan` with its own memory pool of `memory_limit` bytes.
+fn execute(
+    plan: Arc<dyn ExecutionPlan>,
+    state: &SessionState,
+    memory_limit: u64,
+) -> Result<SendableRecordBatchStream, SqlError> {
     let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
         .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
         .build_arc()?;
     let task = TaskContext::from(state).with_runtime(runtime);
     Ok(execute_stream(plan, Arc::new(task))?)
+}
+
+/// Whether the query's answer depends on when it runs (`now()`, `random()`, …): such a plan
+/// is not kept, as its start time is folded into it.
+fn reads_the_clock(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                found |= matches!(e, Expr::ScalarFunction(f)
+                    if f.func.signature().volatility != Volatility::Immutable);
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })
+    });
+    found
+}
+
+/// Whether `plan` consists only of operators whose run state DataFusion resets for a new run
+/// ([`reset_plan_states`]) and which read nothing but their input: scans, projections,
+/// filters, aggregates, sorts and limits. Plans with joins, repartitions, subqueries or
+/// recursion are made anew each time.
+fn reusable(plan: &dyn ExecutionPlan) -> bool {
+    const REUSABLE: &[&str] = &[
+        "DataSourceExec",
+        "ProjectionExec",
+        "FilterExec",
+        "AggregateExec",
+        "SortExec",
+        "SortExec(TopK)",
+        "SortPreservingMergeExec",
+        "CoalescePartitionsExec",
+        "CoalesceBatchesExec",
+        "CooperativeExec",
+        "GlobalLimitExec",
+        "LocalLimitExec",
+        "EmptyExec",
+        "PlaceholderRowExec",
+        "UnionExec",
+    ];
+    REUSABLE.contains(&plan.name()) && plan.children().into_iter().all(|c| reusable(c.as_ref()))
+}
+
+/// What a kept physical plan is found by: the SQL text and, for each table it reads, the file
+/// and its version.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PlanKey {
+    sql: String,
+    files: Vec<(TableReference, PathBuf, FileStamp)>,
+}
+
+impl PlanKey {
+    /// The key of a query over files only (batches in memory are not compared).
+    fn of(sql: &str, inputs: &[(TableReference, Input)]) -> Option<Self> {
+        let files = inputs
+            .iter()
+            .map(|(table, input)| match input {
+                Input::Parquet(path, stamp) => Some((table.clone(), path.clone(), *stamp)),
+                Input::Batches(..) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            sql: sql.to_string(),
+            files,
+        })
+    }
 }
 
 /// Runs `sql` over the node's datasets (each a table named by its slug) and returns the result
@@ -185,14 +276,18 @@ pub async fn query(
 /// The DataFusion state every query plans with, built once per process (functions, planners,
 /// optimizer rules, the caches of Parquet footers and statistics, which DataFusion checks
 /// against each file's size and modification time), and the Arrow schema of each Parquet file
-/// read so far. A query gets its own tables, start time and memory pool; nothing of one query is
-/// visible to another.
+/// read so far, and the physical plans of small queries over files that do not read the clock.
+/// A query gets its own tables, start time and memory pool; nothing of one query is visible to
+/// another.
 struct Engine {
     /// For inputs of [`SMALL_INPUT`] bytes and more: two partitions.
     state: SessionState,
-    /// For smaller inputs (a federated fragment, a merge of partial answers): one partition.
+    /// For smaller inputs (a federated fragment, a merge of partial answers): one partition,
+    /// no dynamic filters (its plans over files are kept and run again).
     small: SessionState,
     schemas: Mutex<HashMap<PathBuf, (FileStamp, SchemaRef)>>,
+    /// Physical plans of small queries over files, for their next run.
+    plans: Mutex<HashMap<PlanKey, Arc<dyn ExecutionPlan>>>,
 }
 
 /// A table of one query, resolved: a Parquet file with its stamp, or batches in memory.
@@ -210,6 +305,9 @@ const SMALL_INPUT: u64 = 8 << 20;
 /// Schemas of at most this many Parquet files are kept.
 const SCHEMAS_KEPT: usize = 1024;
 
+/// At most this many physical plans are kept.
+const PLANS_KEPT: usize = 256;
+
 static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
 
 fn engine() -> Result<&'static Engine, SqlError> {
@@ -222,17 +320,23 @@ fn engine() -> Result<&'static Engine, SqlError> {
                 .with_metadata_cache_limit(16 << 20)
                 .build_arc()
                 .map_err(|e| e.to_string())?;
-            let state = |partitions| {
+            let state = |partitions, kept: bool| {
+                // A kept plan runs again: a dynamic filter would carry what one run learnt
+                // (the current top k, a join's keys) into the next.
+                let config = SessionConfig::new()
+                    .with_target_partitions(partitions)
+                    .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", !kept);
                 SessionStateBuilder::new()
-                    .with_config(SessionConfig::new().with_target_partitions(partitions))
+                    .with_config(config)
                     .with_runtime_env(runtime.clone())
                     .with_default_features()
                     .build()
             };
             Ok(Engine {
-                state: state(2),
-                small: state(1),
+                state: state(2, false),
+                small: state(1, true),
                 schemas: Mutex::new(HashMap::new()),
+                plans: Mutex::new(HashMap::new()),
             })
         })
         .as_ref()
@@ -285,6 +389,24 @@ impl Engine {
         self.schemas
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn plans(&self) -> std::sync::MutexGuard<'_, HashMap<PlanKey, Arc<dyn ExecutionPlan>>> {
+        self.plans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn kept_plan(&self, key: &PlanKey) -> Option<Arc<dyn ExecutionPlan>> {
+        self.plans().get(key).cloned()
+    }
+
+    fn keep_plan(&self, key: PlanKey, plan: Arc<dyn ExecutionPlan>) {
+        let mut plans = self.plans();
+        if plans.len() >= PLANS_KEPT {
+            plans.clear();
+        }
+        plans.insert(key, plan);
     }
 }
 
@@ -475,12 +597,47 @@ mod tests {
         let err = run("SELECT SUM(a) FROM t", &path).await.unwrap_err();
         assert!(matches!(err, SqlError::Invalid(_)), "{err}");
         let b = run("SELECT SUM(b) AS s FROM t", &path).await.unwrap();
-        let sum = b[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        assert_eq!(sum.value(0), 100);
+        assert_eq!(sum(&b), 100);
+    }
+
+    fn sum(b: &[RecordBatch]) -> i64 {
+        let c = b[0].column(0).as_any().downcast_ref::<Int64Array>();
+        c.unwrap().value(0)
+    }
+
+    fn kept(sql: &str, path: &Path) -> bool {
+        let plans = engine().unwrap().plans();
+        plans.keys().any(|k| k.sql == sql && k.files[0].1 == path)
+    }
+
+    #[tokio::test]
+    async fn a_small_query_over_files_is_planned_once_per_version_of_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write(&path, "a", vec![5, 1, 3, 2]);
+        let top = "SELECT SUM(a) FROM (SELECT a FROM t ORDER BY a DESC LIMIT 2)";
+        assert_eq!(sum(&run(top, &path).await.unwrap()), 8);
+        assert!(kept(top, &path));
+        // Run again, twice at once: the kept plan answers the same.
+        let (a, b) = tokio::join!(run(top, &path), run(top, &path));
+        assert_eq!((sum(&a.unwrap()), sum(&b.unwrap())), (8, 8));
+        // A new version of the file is planned anew and read.
+        write(&path, "a", vec![10, 20, 30, 40, 50]);
+        assert_eq!(sum(&run(top, &path).await.unwrap()), 90);
+        // A query that reads the clock is not kept.
+        let clock = "SELECT COUNT(*) FROM t WHERE now() > to_timestamp(0)";
+        run(clock, &path).await.unwrap();
+        assert!(!kept(clock, &path));
+    }
+
+    #[tokio::test]
+    async fn a_join_is_planned_anew_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write(&path, "a", vec![1, 2, 3]);
+        let join = "SELECT SUM(x.a) FROM t x JOIN t y ON x.a = y.a";
+        assert_eq!(sum(&run(join, &path).await.unwrap()), 6);
+        assert!(!kept(join, &path));
     }
 
     #[tokio::test]

@@ -489,19 +489,22 @@ impl Federation {
 
     /// Whether `peer` is a member of the current roster (and not this node).
     pub fn is_member(&self, peer: &PeerId) -> bool {
-        *peer != self.peer_id && self.roster().is_some_and(|r| r.member(peer).is_some())
+        *peer != self.peer_id && self.in_roster(|r| r.member(peer).is_some()) == Some(true)
     }
 
     /// The current roster, if this node is in a valid one and has not left it.
     pub fn roster(&self) -> Option<Roster> {
+        self.in_roster(Roster::clone)
+    }
+
+    /// `f` of the current roster (as [`Self::roster`]) without copying it.
+    fn in_roster<T>(&self, f: impl FnOnce(&Roster) -> T) -> Option<T> {
         if *self.left.read().unwrap_or_else(|p| p.into_inner()) {
             return None;
         }
         let guard = self.roster.read().unwrap_or_else(|p| p.into_inner());
-        guard
-            .as_ref()
-            .map(|r| r.roster().clone())
-            .filter(|r| r.valid_at(now()) && r.contains(&self.peer_id))
+        let roster = guard.as_ref()?.roster();
+        (roster.valid_at(now()) && roster.contains(&self.peer_id)).then(|| f(roster))
     }
 
     fn signed_roster(&self) -> Option<SignedRoster> {
@@ -923,7 +926,7 @@ impl Federation {
         if *peer == self.peer_id {
             return Some(self.organisation.clone());
         }
-        self.roster()?.member(peer).map(|m| m.organisation.clone())
+        self.in_roster(|r| r.member(peer).map(|m| m.organisation.clone()))?
     }
 
     /// The status shown by `GET /api/v1/federation`.
