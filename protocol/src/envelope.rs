@@ -26,6 +26,9 @@
 //! Together these make the encoding of an envelope a function of (payload, signer, signature),
 //! and with Ed25519's deterministic signatures a function of (payload, key).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use ciborium::Value;
 use coset::iana::EnumI64;
 use coset::{
@@ -344,6 +347,14 @@ impl<T> Signed<T> {
 
 /// The libp2p peer id of an Ed25519 public key (identity multihash of its protobuf encoding).
 pub fn peer_id_of(key: &VerifyingKey) -> PeerId {
+    // Identity multihash (code 0, 36 bytes) of the protobuf `PublicKey { Type: Ed25519 (1),
+    // Data: 32 bytes }`, built here since libp2p's own way decompresses the key once more.
+    let mut bytes = Vec::with_capacity(38);
+    bytes.extend_from_slice(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20]);
+    bytes.extend_from_slice(key.as_bytes());
+    if let Ok(peer) = PeerId::from_bytes(&bytes) {
+        return peer;
+    }
     match libp2p_identity::ed25519::PublicKey::try_from_bytes(key.as_bytes()) {
         Ok(pk) => libp2p_identity::PublicKey::from(pk).to_peer_id(),
         // A `VerifyingKey` is always a valid compressed point, which is all libp2p checks.
@@ -372,8 +383,35 @@ fn protected_header(signer: &PeerId) -> coset::Header {
         .build()
 }
 
+/// Kids parsed so far with their peer id and key (decompressing a key costs about as much as a
+/// third of a signature check, and the same few signers sign almost everything a node reads).
+static KIDS: OnceLock<Mutex<HashMap<Vec<u8>, KidKey>>> = OnceLock::new();
+
+/// A signer's peer id and Ed25519 key.
+type KidKey = (PeerId, VerifyingKey);
+
+/// At most this many parsed kids are kept.
+const KIDS_KEPT: usize = 4096;
+
 /// Parses a kid into the peer id and its inlined Ed25519 key; the kid must be canonical.
-fn key_of_kid(kid: &[u8]) -> Result<(PeerId, VerifyingKey), OpenError> {
+fn key_of_kid(kid: &[u8]) -> Result<KidKey, OpenError> {
+    let kids = || {
+        let kids = KIDS.get_or_init(Mutex::default);
+        kids.lock().unwrap_or_else(|p| p.into_inner())
+    };
+    if let Some(parsed) = kids().get(kid) {
+        return Ok(*parsed);
+    }
+    let parsed = parse_kid(kid)?;
+    let mut kids = kids();
+    if kids.len() >= KIDS_KEPT {
+        kids.clear();
+    }
+    kids.insert(kid.to_vec(), parsed);
+    Ok(parsed)
+}
+
+fn parse_kid(kid: &[u8]) -> Result<KidKey, OpenError> {
     let invalid = |reason: &str| OpenError::InvalidKid {
         reason: reason.to_owned(),
     };

@@ -50,6 +50,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
+    fn peer_ids_are_libp2ps_own(seed in any::<[u8; 32]>()) {
+        let key = SigningKey::from_bytes(&seed).verifying_key();
+        let libp2p = libp2p_identity::ed25519::PublicKey::try_from_bytes(key.as_bytes()).unwrap();
+        let expected = libp2p_identity::PublicKey::from(libp2p).to_peer_id();
+        prop_assert_eq!(peer_id_of(&key), expected);
+    }
+
+    #[test]
     fn signed_entries_round_trip((key, entry) in entry()) {
         let signed = Signed::sign(&entry, &key).unwrap();
         prop_assert_eq!(signed.payload(), &entry);
