@@ -203,3 +203,64 @@ async fn three_swarms_replicate_catch_up_and_drop_a_removed_member() {
     assert_eq!(hits(&a, "Haushaltsplan"), 0);
     assert_eq!(hits(&b, "Haushaltsplan"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_over_its_query_rate_is_told_so() {
+    let a = node("Stadt Münster", "05515");
+    let b = node("Stadt Würzburg", "09663");
+    let founding = a
+        .state
+        .federation
+        .create("test".into(), vec![card(&b).await], None, None)
+        .unwrap();
+    let signed = b
+        .state
+        .federation
+        .sign(&founding.to_bytes().unwrap())
+        .await
+        .unwrap();
+    let bytes = signed.to_bytes().unwrap();
+    for n in [&a, &b] {
+        n.state.federation.apply(&bytes).await.unwrap();
+    }
+    until("connected", || connected(&a) == 1 && connected(&b) == 1).await;
+    allmende::query::serve::serve(b.state.federation.clone(), b.state.provider.clone()).unwrap();
+
+    // 150 requests at once, more than the burst of 100: each is answered (here: an error
+    // header, the assertion is empty) or refused with the reason; nothing fails otherwise.
+    let provider = b.state.federation.peer_id();
+    let request = || {
+        Ok(allmende_protocol::query::QueryRequest {
+            query_hash: [7; 32],
+            dataset: "nothing".into(),
+            fragment: Default::default(),
+            assertion: Default::default(),
+            deadline_ms: 10_000,
+            traceparent: None,
+        })
+    };
+    let asks = (0..150).map(|_| a.state.federation.query(provider, &request));
+    let results = futures::future::join_all(asks).await;
+    let refused = results
+        .iter()
+        .filter(|r| {
+            r.as_ref().is_err_and(|e| {
+                e.to_string()
+                    .contains("refused the query: over the rate of 20 query streams")
+            })
+        })
+        .count();
+    let answered = results.iter().filter(|r| r.is_ok()).count();
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert_eq!(refused + answered, 150, "{failures:?}");
+    // (Tokens come back at 20 a second while the 150 are under way, so more than the burst of
+    // 100 may be answered.) Before, a refusal was a dropped stream, asked again up to five
+    // times and then reported as "it closed the stream".
+    assert!(
+        refused > 0 && answered >= 100,
+        "{refused} refused, {answered} answered"
+    );
+}

@@ -263,6 +263,10 @@ pub enum AnswerFrame {
     Data(ByteBuf),
     /// The signed header (COSE_Sign1); the last frame.
     Header(ByteBuf),
+    /// The provider does not take the request (the asker is over its rate), with the reason;
+    /// the only frame. Unsigned: the stream's peer is authenticated, and a refusal carries no
+    /// data.
+    Refused(String),
 }
 
 /// A provider's answer, as the asking node assembles it.

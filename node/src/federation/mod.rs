@@ -30,6 +30,8 @@ pub use search::{CatalogIndex, SearchQuery, SearchResult};
 const ROSTER_KEY: &[u8] = b"fed/roster";
 const LEFT_KEY: &[u8] = b"fed/left";
 const PUBLISHED_PREFIX: &str = "fed/published/";
+/// Most characters of a provider's refusal kept in the asker's answer.
+const MAX_REASON_CHARS: usize = 200;
 
 /// The current time in Unix seconds.
 pub fn now() -> u64 {
@@ -245,6 +247,13 @@ impl Federation {
                 Err(e) => Err(e),
             };
             let dropped = match first {
+                // A refusal is final: asking again would only be refused again.
+                Ok(Some(AnswerFrame::Refused(reason))) => {
+                    let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+                    return Err(FederationError::Invalid(format!(
+                        "the provider refused the query: {reason}"
+                    )));
+                }
                 Ok(Some(first)) => break (io, first),
                 Ok(None) => "it closed the stream".to_owned(),
                 // An answer that is not a valid frame is not asked again.
@@ -280,6 +289,9 @@ impl Federation {
                         header,
                         batches: serde_bytes::ByteBuf::from(data),
                     });
+                }
+                AnswerFrame::Refused(_) => {
+                    return Err(fail("a refusal after data".into()));
                 }
             }
         }

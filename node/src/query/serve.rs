@@ -1,5 +1,5 @@
-//! The provider's end of the query stream protocol: members only, within their rate; each
-//! request is answered ([`super::provider::answer`]) as data frames of about 1 MiB, written as
+//! The provider's end of the query stream protocol: members only, within their rate (a member
+//! over it gets a refusal frame); each request is answered ([`super::provider::answer`]) as data frames of about 1 MiB, written as
 //! the provider produces them, followed by the signed header.
 
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,30 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_STALL: Duration = Duration::from_secs(120);
 /// Most Arrow IPC bytes in one data frame.
 const FRAME_DATA: usize = 1 << 20;
+/// Longest a refusal may take to deliver.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a member over its rate is refused.
+const OVER_RATE: &str =
+    "over the rate of 20 query streams a second (bursts of 100) from one member";
+
+/// Tells the asker on `stream` that its request is refused, and closes the stream.
+async fn refuse(stream: libp2p::Stream, reason: &str) {
+    let mut io = stream.compat();
+    let refusal = async {
+        write_frame(&mut io, &AnswerFrame::Refused(reason.to_owned()))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::io::AsyncWriteExt::shutdown(&mut io)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "refusal not delivered"),
+        Err(_) => tracing::debug!("refusal not delivered: the asker stalled"),
+    }
+}
 
 /// Starts answering query streams from members.
 pub fn serve(fed: Arc<Federation>, provider: Arc<ProviderContext>) -> Result<(), FederationError> {
@@ -29,14 +53,19 @@ pub fn serve(fed: Arc<Federation>, provider: Arc<ProviderContext>) -> Result<(),
     let limiter = Arc::new(Mutex::new(RateLimiter::new(20, 100)));
     tokio::spawn(async move {
         while let Some((peer, stream)) = incoming.next().await {
-            let allowed = fed.is_member(&peer)
-                && limiter
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .allow(peer, Instant::now());
+            if !fed.is_member(&peer) {
+                // Dropping the stream closes it; a non-member learns nothing.
+                tracing::warn!(%peer, "query refused: not a member");
+                continue;
+            }
+            let allowed = limiter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .allow(peer, Instant::now());
             if !allowed {
-                // Dropping the stream closes it; the asker records an error.
-                tracing::warn!(%peer, "query refused: not a member or over its rate");
+                // Said, so that the asker does not ask again at once.
+                tracing::warn!(%peer, "query refused: over its rate");
+                tokio::spawn(refuse(stream, OVER_RATE));
                 continue;
             }
             let provider = provider.clone();
