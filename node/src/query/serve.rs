@@ -29,10 +29,15 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 const OVER_RATE: &str =
     "over the rate of 20 query streams a second (bursts of 100) from one member";
 
-/// Tells the asker on `stream` that its request is refused, and closes the stream.
+/// Tells the asker on `stream` that its request is refused, and closes the stream. The request
+/// is read first: a stream closed before the asker has sent it fails the asker's write, and
+/// the refusal would go unread.
 async fn refuse(stream: libp2p::Stream, reason: &str) {
     let mut io = stream.compat();
     let refusal = async {
+        read_frame::<QueryRequest, _>(&mut io, MAX_QUERY_REQUEST_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
         write_frame(&mut io, &AnswerFrame::Refused(reason.to_owned()))
             .await
             .map_err(|e| e.to_string())?;
