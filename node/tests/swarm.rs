@@ -1,7 +1,7 @@
-//! In-process multi-swarm tests of the federation protocol: three nodes, each with its own
-//! store and libp2p swarm on loopback, in one runtime. They form a federation through the
-//! `Federation` API, replicate a publication, catch up on what they missed, and stop talking
-//! to a removed member.
+//! In-process multi-swarm tests of the federation protocol: nodes, each with its own store and
+//! libp2p swarm on loopback, in one runtime. Three form a federation through the `Federation`
+//! API, replicate a publication, catch up on what they missed, and stop talking to a removed
+//! member; two exchange more query streams than the provider's rate allows.
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,29 @@ async fn card(n: &Node) -> MemberCard {
     n.state.federation.card()
 }
 
+/// Forms a federation of `nodes`: the first creates the roster, every other one signs it, all
+/// apply it.
+async fn form(nodes: &[&Node]) {
+    let (founder, others) = nodes.split_first().unwrap();
+    let mut cards = Vec::new();
+    for n in others {
+        cards.push(card(n).await);
+    }
+    let mut roster = founder
+        .state
+        .federation
+        .create("test".into(), cards, None, None)
+        .unwrap();
+    for n in others {
+        let bytes = roster.to_bytes().unwrap();
+        roster = n.state.federation.sign(&bytes).await.unwrap();
+    }
+    let bytes = roster.to_bytes().unwrap();
+    for n in nodes {
+        n.state.federation.apply(&bytes).await.unwrap();
+    }
+}
+
 fn digest(n: &Node) -> String {
     n.state.federation.status().unwrap()["digest"]
         .as_str()
@@ -123,28 +146,7 @@ async fn three_swarms_replicate_catch_up_and_drop_a_removed_member() {
     let a = node("Stadt Münster", "05515");
     let b = node("Stadt Würzburg", "09663");
     let c = node("Stadt Mönchengladbach", "05116");
-    let (cb, cc) = (card(&b).await, card(&c).await);
-    let founding = a
-        .state
-        .federation
-        .create("test".into(), vec![cb, cc], None, None)
-        .unwrap();
-    let signed = b
-        .state
-        .federation
-        .sign(&founding.to_bytes().unwrap())
-        .await
-        .unwrap();
-    let signed = c
-        .state
-        .federation
-        .sign(&signed.to_bytes().unwrap())
-        .await
-        .unwrap();
-    let bytes = signed.to_bytes().unwrap();
-    for n in [&a, &b, &c] {
-        n.state.federation.apply(&bytes).await.unwrap();
-    }
+    form(&[&a, &b, &c]).await;
     until("full mesh", || {
         connected(&a) == 2 && connected(&b) == 2 && connected(&c) == 2
     })
@@ -208,21 +210,7 @@ async fn three_swarms_replicate_catch_up_and_drop_a_removed_member() {
 async fn a_member_over_its_query_rate_is_told_so() {
     let a = node("Stadt Münster", "05515");
     let b = node("Stadt Würzburg", "09663");
-    let founding = a
-        .state
-        .federation
-        .create("test".into(), vec![card(&b).await], None, None)
-        .unwrap();
-    let signed = b
-        .state
-        .federation
-        .sign(&founding.to_bytes().unwrap())
-        .await
-        .unwrap();
-    let bytes = signed.to_bytes().unwrap();
-    for n in [&a, &b] {
-        n.state.federation.apply(&bytes).await.unwrap();
-    }
+    form(&[&a, &b]).await;
     until("connected", || connected(&a) == 1 && connected(&b) == 1).await;
     allmende::query::serve::serve(b.state.federation.clone(), b.state.provider.clone()).unwrap();
 

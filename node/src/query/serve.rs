@@ -1,6 +1,7 @@
 //! The provider's end of the query stream protocol: members only, within their rate (a member
-//! over it gets a refusal frame); each request is answered ([`super::provider::answer`]) as data frames of about 1 MiB, written as
-//! the provider produces them, followed by the signed header.
+//! over it gets a refusal frame); each request is answered ([`super::provider::answer`]) as
+//! data frames of about 1 MiB, written as the provider produces them, followed by the signed
+//! header.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use allmende_protocol::query::{AnswerFrame, MAX_QUERY_REQUEST_BYTES, QueryRequest};
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 use tracing::Instrument;
 
 use super::provider::{ProviderContext, answer};
@@ -38,17 +39,27 @@ async fn refuse(stream: libp2p::Stream, reason: &str) {
         read_frame::<QueryRequest, _>(&mut io, MAX_QUERY_REQUEST_BYTES)
             .await
             .map_err(|e| e.to_string())?;
-        write_frame(&mut io, &AnswerFrame::Refused(reason.to_owned()))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::io::AsyncWriteExt::shutdown(&mut io)
-            .await
-            .map_err(|e| e.to_string())
+        close_with(&mut io, &AnswerFrame::Refused(reason.to_owned())).await
     };
-    match tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await {
+    deliver("refusal", REFUSAL_TIMEOUT, refusal).await;
+}
+
+/// Writes the `last` frame and closes the stream.
+async fn close_with(io: &mut Compat<libp2p::Stream>, last: &AnswerFrame) -> Result<(), String> {
+    write_frame(&mut *io, last)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::io::AsyncWriteExt::shutdown(io)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Waits at most `limit` for `delivery` of `what`; says why it failed.
+async fn deliver(what: &str, limit: Duration, delivery: impl Future<Output = Result<(), String>>) {
+    match tokio::time::timeout(limit, delivery).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!(error = %e, "refusal not delivered"),
-        Err(_) => tracing::debug!("refusal not delivered: the asker stalled"),
+        Ok(Err(e)) => tracing::debug!(error = %e, "{what} not delivered"),
+        Err(_) => tracing::debug!("{what} not delivered: the asker stalled"),
     }
 }
 
@@ -112,18 +123,9 @@ pub fn serve(fed: Arc<Federation>, provider: Arc<ProviderContext>) -> Result<(),
                             }
                         }
                         let header = producing.await.map_err(|e| e.to_string())?;
-                        write_frame(&mut io, &AnswerFrame::Header(header))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        tokio::io::AsyncWriteExt::shutdown(&mut io)
-                            .await
-                            .map_err(|e| e.to_string())
+                        close_with(&mut io, &AnswerFrame::Header(header)).await
                     };
-                    match tokio::time::timeout(WRITE_STALL, send).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::debug!(error = %e, "query answer not delivered"),
-                        Err(_) => tracing::debug!("query answer not delivered: the asker stalled"),
-                    }
+                    deliver("query answer", WRITE_STALL, send).await;
                 }
                 .instrument(span),
             );
