@@ -352,14 +352,8 @@ pub fn peer_id_of(key: &VerifyingKey) -> PeerId {
     let mut bytes = Vec::with_capacity(38);
     bytes.extend_from_slice(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20]);
     bytes.extend_from_slice(key.as_bytes());
-    if let Ok(peer) = PeerId::from_bytes(&bytes) {
-        return peer;
-    }
-    match libp2p_identity::ed25519::PublicKey::try_from_bytes(key.as_bytes()) {
-        Ok(pk) => libp2p_identity::PublicKey::from(pk).to_peer_id(),
-        // A `VerifyingKey` is always a valid compressed point, which is all libp2p checks.
-        Err(_) => unreachable!("a valid ed25519 verifying key is a valid libp2p ed25519 key"),
-    }
+    PeerId::from_bytes(&bytes)
+        .unwrap_or_else(|_| unreachable!("an identity multihash of 36 bytes is a peer id"))
 }
 
 /// The `did:key` of an Ed25519 public key: `did:key:z` + base58btc(0xed 0x01 ‖ key bytes).
