@@ -32,6 +32,8 @@ const LEFT_KEY: &[u8] = b"fed/left";
 const PUBLISHED_PREFIX: &str = "fed/published/";
 /// Most characters of a provider's refusal kept in the asker's answer.
 const MAX_REASON_CHARS: usize = 200;
+/// How often a stream is asked for when its connection closes before it opens.
+const OPEN_ATTEMPTS: u32 = 3;
 
 /// The current time in Unix seconds.
 pub fn now() -> u64 {
@@ -476,7 +478,26 @@ impl Federation {
             )));
         }
         let mut control = self.streams()?;
-        let open = control.open_stream(peer, libp2p::StreamProtocol::new(protocol));
+        let open = async {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match control
+                    .open_stream(peer, libp2p::StreamProtocol::new(protocol))
+                    .await
+                {
+                    // The connection closed while the request waited for its turn (libp2p-stream
+                    // opens one stream at a time per connection): ask over another or a new one.
+                    Err(libp2p_stream::OpenStreamError::Io(e))
+                        if e.kind() == std::io::ErrorKind::ConnectionReset
+                            && attempts < OPEN_ATTEMPTS =>
+                    {
+                        tracing::debug!(%peer, attempts, "connection closed before the stream opened");
+                    }
+                    other => return other,
+                }
+            }
+        };
         match tokio::time::timeout(std::time::Duration::from_secs(10), open).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(FederationError::Unreachable(format!(

@@ -179,10 +179,76 @@ enum NoAnswer {
     Error(String),
 }
 
-struct Reply {
-    provider: Provider,
+/// One member's answer, checked and decoded as it arrived (while others were still awaited).
+struct Settled {
+    peer: PeerId,
+    status: MemberStatus,
+    /// Its signed answer header, for the receipt.
+    answer: Option<ByteBuf>,
+    /// Its rows with the `_member` column, when it answered `ok`.
+    data: Option<(SchemaRef, Vec<RecordBatch>)>,
+}
+
+/// Checks and decodes what one member gave (or why it gave nothing).
+fn settle(
+    p: &Provider,
     latency: Duration,
     outcome: Result<QueryResponse, NoAnswer>,
+    hash: &[u8; 32],
+    deadline: Duration,
+) -> Settled {
+    let mut status = MemberStatus {
+        member: p.member.clone(),
+        peer: p.peer.to_string(),
+        organisation: p.organisation.clone(),
+        dataset: p.dataset.clone(),
+        status: "error".into(),
+        reason: None,
+        rows: 0,
+        suppressed: 0,
+        latency_ms: latency.as_millis() as u64,
+    };
+    let mut answer = None;
+    let mut data = None;
+    match outcome {
+        Err(NoAnswer::Timeout(why)) => {
+            status.status = "timeout".into();
+            status.reason = Some(
+                why.unwrap_or_else(|| format!("no answer within {} ms", deadline.as_millis())),
+            );
+        }
+        Err(NoAnswer::Error(e)) => status.reason = Some(e),
+        Ok(response) => match check_answer(&response, p.peer, hash) {
+            Err(e) => status.reason = Some(e),
+            Ok(header) => {
+                let h = header.payload();
+                status.reason = h.reason.clone();
+                status.suppressed = h.suppressed;
+                match h.status {
+                    AnswerStatus::Denied => status.status = "denied".into(),
+                    AnswerStatus::Error => status.status = "error".into(),
+                    AnswerStatus::Ok => match with_members(&response.batches, &p.member) {
+                        Ok((schema, batches)) => {
+                            status.status = "ok".into();
+                            status.rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                            data = Some((schema, batches));
+                        }
+                        Err(e) => status.reason = Some(e),
+                    },
+                }
+                answer = Some(response.header);
+            }
+        },
+    }
+    if status.status == "error" && status.reason.is_none() {
+        answer = None;
+    }
+    Settled {
+        peer: p.peer,
+        status,
+        answer,
+        data,
+    }
 }
 
 /// Runs a federated query.
@@ -249,70 +315,40 @@ pub async fn run(
                     Err(_) => Err(NoAnswer::Timeout(None)),
                 }
             };
-            Reply {
-                provider: p,
-                latency: started.elapsed(),
-                outcome,
-            }
+            settle(&p, started.elapsed(), outcome, &hash, deadline)
         }));
     }
-    let replies = futures::future::join_all(asks).await;
+    let settled = futures::future::join_all(asks).await;
 
-    let mut members = Vec::new();
-    let mut lines = Vec::new();
+    let mut members = Vec::with_capacity(settled.len());
+    let mut lines = Vec::with_capacity(settled.len());
     let mut merged: Option<(SchemaRef, Vec<RecordBatch>)> = None;
-    for reply in replies {
-        let p = &reply.provider;
-        let mut status = MemberStatus {
-            member: p.member.clone(),
-            peer: p.peer.to_string(),
-            organisation: p.organisation.clone(),
-            dataset: p.dataset.clone(),
-            status: "error".into(),
-            reason: None,
-            rows: 0,
-            suppressed: 0,
-            latency_ms: reply.latency.as_millis() as u64,
-        };
-        let mut answer_bytes = None;
-        match reply.outcome {
-            Err(NoAnswer::Timeout(why)) => {
-                status.status = "timeout".into();
-                status.reason = Some(why.unwrap_or_else(|| {
-                    format!("no answer within {} ms", options.deadline.as_millis())
-                }));
-            }
-            Err(NoAnswer::Error(e)) => status.reason = Some(e),
-            Ok(response) => match check_answer(&response, p.peer, &hash) {
-                Err(e) => status.reason = Some(e),
-                Ok(header) => {
-                    answer_bytes = Some(response.header.clone());
-                    let h = header.payload();
-                    status.reason = h.reason.clone();
-                    status.suppressed = h.suppressed;
-                    match h.status {
-                        AnswerStatus::Denied => status.status = "denied".into(),
-                        AnswerStatus::Error => status.status = "error".into(),
-                        AnswerStatus::Ok => {
-                            match merge_into(&mut merged, &response.batches, &p.member) {
-                                Ok(rows) => {
-                                    status.status = "ok".into();
-                                    status.rows = rows;
-                                }
-                                Err(e) => status.reason = Some(e),
-                            }
-                        }
-                    }
+    for Settled {
+        peer,
+        mut status,
+        answer,
+        data,
+    } in settled
+    {
+        if let Some((schema, batches)) = data {
+            match &mut merged {
+                None => merged = Some((schema, batches)),
+                Some((known, list)) if known.fields() == schema.fields() => list.extend(batches),
+                Some(_) => {
+                    status.status = "error".into();
+                    status.reason =
+                        Some("its answer's columns differ from the other members'".into());
+                    status.rows = 0;
                 }
-            },
+            }
         }
         lines.push(ReceiptLine {
-            peer: p.peer,
-            member: p.member.clone(),
+            peer,
+            member: status.member.clone(),
             status: status.status.clone(),
             rows: status.rows,
             latency_ms: status.latency_ms,
-            answer: answer_bytes.filter(|_| status.status != "error" || status.reason.is_some()),
+            answer,
         });
         members.push(status);
     }
@@ -389,25 +425,15 @@ fn check_answer(
     Ok(header)
 }
 
-/// Adds one provider's batches (with its `_member` column) to the union; returns its rows.
-fn merge_into(
-    merged: &mut Option<(SchemaRef, Vec<RecordBatch>)>,
-    bytes: &ByteBuf,
-    member: &str,
-) -> Result<u64, String> {
+/// Decodes one provider's batches and adds the `_member` column to each.
+fn with_members(bytes: &[u8], member: &str) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
     let (schema, batches) = decode(bytes)?;
     let schema = with_member(&RecordBatch::new_empty(schema), member)?.schema();
-    let list = match merged {
-        None => &mut merged.insert((schema, Vec::new())).1,
-        Some((known, list)) if known.fields() == schema.fields() => list,
-        Some(_) => return Err("its answer's columns differ from the other members'".into()),
-    };
-    let mut rows = 0;
-    for b in batches {
-        rows += b.num_rows() as u64;
-        list.push(with_member(&b, member)?);
-    }
-    Ok(rows)
+    let batches = batches
+        .iter()
+        .map(|b| with_member(b, member))
+        .collect::<Result<_, _>>()?;
+    Ok((schema, batches))
 }
 
 #[cfg(test)]

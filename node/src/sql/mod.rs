@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::catalog::cte_worktable::CteWorkTable;
-use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::common::alias::AliasGenerator;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ResolvedTableReference, TableReference};
@@ -32,6 +32,9 @@ use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig};
 use datafusion::sql::planner::{ParserOptions, SqlToRel};
 
 use crate::datasets::Datasets;
+use batches::{BatchesTable, RunBatches};
+
+mod batches;
 
 /// Errors of an SQL query.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +110,13 @@ pub async fn query_with(
                 Input::Parquet(path, (meta.len(), meta.modified().ok()))
             }
             Source::Batches(schema, batches) => {
+                if let Some(b) = batches.iter().find(|b| !schema.contains(&b.schema())) {
+                    return Err(SqlError::Internal(format!(
+                        "table `{table}`: a batch's columns {} differ from the table's {}",
+                        b.schema(),
+                        schema
+                    )));
+                }
                 let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
                 bytes = bytes.saturating_add(size as u64);
                 Input::Batches(schema, batches)
@@ -117,11 +127,18 @@ pub async fn query_with(
     // Small inputs run in one partition: splitting them costs more than it saves.
     let small = bytes < SMALL_INPUT;
     let state = if small { &engine.small } else { &engine.state };
-    // A small query over files is planned once per text and versions of its files.
-    let key = small.then(|| PlanKey::of(sql, &inputs)).flatten();
+    // A small query is planned once per text and inputs (files and their versions, the
+    // schemas of batches).
+    let key = small.then(|| PlanKey::of(sql, &inputs));
+    let mut run = RunBatches::default();
+    for (table, input) in &inputs {
+        if let Input::Batches(_, batches) = input {
+            run.0.insert(table.clone(), batches.clone());
+        }
+    }
     if let Some(plan) = key.as_ref().and_then(|k| engine.kept_plan(k)) {
         // Each run gets its own copy of the operators' run state (a top k's filter, metrics).
-        return execute(reset_plan_states(plan)?, state, memory_limit);
+        return execute(reset_plan_states(plan)?, state, memory_limit, run);
     }
     let mut context = QueryContext {
         state,
@@ -131,7 +148,7 @@ pub async fn query_with(
         let resolved = context.resolve(table.clone());
         let provider: Arc<dyn TableProvider> = match input {
             Input::Parquet(path, stamp) => engine.parquet(state, &path, stamp, table).await?,
-            Input::Batches(schema, batches) => Arc::new(MemTable::try_new(schema, vec![batches])?),
+            Input::Batches(schema, _) => Arc::new(BatchesTable::new(table, schema)),
         };
         context
             .tables
@@ -163,19 +180,24 @@ pub async fn query_with(
     {
         engine.keep_plan(key, plan.clone());
     }
-    execute(plan, state, memory_limit)
+    execute(plan, state, memory_limit, run)
 }
 
-/// Starts `plan` with its own memory pool of `memory_limit` bytes.
+/// Starts `plan` with its own memory pool of `memory_limit` bytes, reading `batches`.
 fn execute(
     plan: Arc<dyn ExecutionPlan>,
     state: &SessionState,
     memory_limit: u64,
+    batches: RunBatches,
 ) -> Result<SendableRecordBatchStream, SqlError> {
     let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
         .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
         .build_arc()?;
-    let task = TaskContext::from(state).with_runtime(runtime);
+    let mut task = TaskContext::from(state).with_runtime(runtime);
+    if !batches.0.is_empty() {
+        let config = state.config().clone().with_extension(Arc::new(batches));
+        task = task.with_session_config(config);
+    }
     Ok(execute_stream(plan, Arc::new(task))?)
 }
 
@@ -206,6 +228,7 @@ fn reads_the_clock(plan: &LogicalPlan) -> bool {
 fn reusable(plan: &dyn ExecutionPlan) -> bool {
     const REUSABLE: &[&str] = &[
         "DataSourceExec",
+        "BatchesExec",
         "ProjectionExec",
         "FilterExec",
         "AggregateExec",
@@ -225,27 +248,36 @@ fn reusable(plan: &dyn ExecutionPlan) -> bool {
 }
 
 /// What a kept physical plan is found by: the SQL text and, for each table it reads, the file
-/// and its version.
+/// and its version or the schema of its batches.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct PlanKey {
     sql: String,
-    files: Vec<(TableReference, PathBuf, FileStamp)>,
+    inputs: Vec<(TableReference, InputKey)>,
+}
+
+/// What of a table a plan depends on.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum InputKey {
+    File(PathBuf, FileStamp),
+    Batches(SchemaRef),
 }
 
 impl PlanKey {
-    /// The key of a query over files only (batches in memory are not compared).
-    fn of(sql: &str, inputs: &[(TableReference, Input)]) -> Option<Self> {
-        let files = inputs
+    fn of(sql: &str, inputs: &[(TableReference, Input)]) -> Self {
+        let inputs = inputs
             .iter()
-            .map(|(table, input)| match input {
-                Input::Parquet(path, stamp) => Some((table.clone(), path.clone(), *stamp)),
-                Input::Batches(..) => None,
+            .map(|(table, input)| {
+                let key = match input {
+                    Input::Parquet(path, stamp) => InputKey::File(path.clone(), *stamp),
+                    Input::Batches(schema, _) => InputKey::Batches(schema.clone()),
+                };
+                (table.clone(), key)
             })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Self {
+            .collect();
+        Self {
             sql: sql.to_string(),
-            files,
-        })
+            inputs,
+        }
     }
 }
 
@@ -276,17 +308,17 @@ pub async fn query(
 /// The DataFusion state every query plans with, built once per process (functions, planners,
 /// optimizer rules, the caches of Parquet footers and statistics, which DataFusion checks
 /// against each file's size and modification time), and the Arrow schema of each Parquet file
-/// read so far, and the physical plans of small queries over files that do not read the clock.
+/// read so far, and the physical plans of small queries that do not read the clock.
 /// A query gets its own tables, start time and memory pool; nothing of one query is visible to
 /// another.
 struct Engine {
     /// For inputs of [`SMALL_INPUT`] bytes and more: two partitions.
     state: SessionState,
     /// For smaller inputs (a federated fragment, a merge of partial answers): one partition,
-    /// no dynamic filters (its plans over files are kept and run again).
+    /// no dynamic filters (its plans are kept and run again).
     small: SessionState,
     schemas: Mutex<HashMap<PathBuf, (FileStamp, SchemaRef)>>,
-    /// Physical plans of small queries over files, for their next run.
+    /// Physical plans of small queries, for their next run.
     plans: Mutex<HashMap<PlanKey, Arc<dyn ExecutionPlan>>>,
 }
 
@@ -607,7 +639,72 @@ mod tests {
 
     fn kept(sql: &str, path: &Path) -> bool {
         let plans = engine().unwrap().plans();
-        plans.keys().any(|k| k.sql == sql && k.files[0].1 == path)
+        plans.keys().any(|k| {
+            k.sql == sql && matches!(&k.inputs[..], [(_, InputKey::File(p, _))] if p == path)
+        })
+    }
+
+    async fn over_batches(sql: &str, values: Vec<i64>) -> Result<Vec<RecordBatch>, SqlError> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, false),
+        ]));
+        let doubled: Vec<i64> = values.iter().map(|v| v * 2).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(values)),
+                Arc::new(Int64Array::from(doubled)),
+            ],
+        )
+        .unwrap();
+        let stream = query_with(sql, 64 << 20, &|_| {
+            Ok(Source::Batches(schema.clone(), vec![batch.clone()]))
+        })
+        .await?;
+        Ok(collect(stream).await?.1)
+    }
+
+    #[tokio::test]
+    async fn a_kept_plan_over_batches_reads_each_runs_own_batches() {
+        for sql in [
+            "SELECT COUNT(*) FROM m",
+            "SELECT SUM(b) FROM m WHERE a > 1",
+            "SELECT MAX(a) FROM (SELECT a FROM m ORDER BY a DESC LIMIT 2)",
+        ] {
+            let first = over_batches(sql, vec![1, 2, 3]).await.unwrap();
+            let kept = engine()
+                .unwrap()
+                .plans()
+                .keys()
+                .any(|k| k.sql == sql && matches!(&k.inputs[..], [(_, InputKey::Batches(_))]));
+            assert!(kept, "{sql} is kept");
+            let (a, b) = tokio::join!(
+                over_batches(sql, vec![10, 20, 30, 40]),
+                over_batches(sql, vec![7])
+            );
+            let answers = [first, a.unwrap(), b.unwrap()].map(|b| sum(&b));
+            let expected = match sql {
+                "SELECT COUNT(*) FROM m" => [3, 4, 1],
+                "SELECT SUM(b) FROM m WHERE a > 1" => [10, 200, 14],
+                _ => [3, 40, 7],
+            };
+            assert_eq!(answers, expected, "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_unlike_their_table_are_refused() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let other = Arc::new(Schema::new(vec![Field::new("b", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(other, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
+        let err = query_with("SELECT * FROM m", 64 << 20, &|_| {
+            Ok(Source::Batches(schema.clone(), vec![batch.clone()]))
+        })
+        .await
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("differ from the table's"), "{err}");
     }
 
     #[tokio::test]
