@@ -33,8 +33,10 @@ use datafusion::sql::planner::{ParserOptions, SqlToRel};
 
 use crate::datasets::Datasets;
 use batches::{BatchesTable, RunBatches};
+use decoded::{DECODE_FILES_UP_TO, DecodedFiles};
 
 mod batches;
+mod decoded;
 
 /// Errors of an SQL query.
 #[derive(Debug, thiserror::Error)]
@@ -88,26 +90,22 @@ pub async fn query_with(
     resolve: &(dyn Fn(&TableReference) -> Result<Source, SqlError> + Sync),
 ) -> Result<SendableRecordBatchStream, SqlError> {
     let engine = engine()?;
-    let statement = engine.state.sql_to_statement(sql, &Dialect::Generic)?;
-    let is_query = matches!(
-        &statement,
-        datafusion::sql::parser::Statement::Statement(s)
-            if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_))
-    );
-    if !is_query {
-        return Err(SqlError::NotAllowed(
-            "the statement is not a query (SELECT, WITH or VALUES)".into(),
-        ));
-    }
+    let parsed = engine.parse(sql)?;
     let mut inputs = Vec::new();
     let mut bytes = 0u64;
-    for table in engine.state.resolve_table_references(&statement)? {
-        let input = match resolve(&table)? {
+    for table in &parsed.tables {
+        let input = match resolve(table)? {
             Source::Parquet(path) => {
                 let meta = std::fs::metadata(&path)
                     .map_err(|e| SqlError::Internal(format!("{}: {e}", path.display())))?;
                 bytes = bytes.saturating_add(meta.len());
-                Input::Parquet(path, (meta.len(), meta.modified().ok()))
+                let stamp = (meta.len(), meta.modified().ok());
+                if meta.len() <= DECODE_FILES_UP_TO {
+                    let (schema, batches) = engine.decoded(&path, stamp, table).await?;
+                    Input::Batches(schema, batches)
+                } else {
+                    Input::Parquet(path, stamp)
+                }
             }
             Source::Batches(schema, batches) => {
                 if let Some(b) = batches.iter().find(|b| !schema.contains(&b.schema())) {
@@ -122,7 +120,7 @@ pub async fn query_with(
                 Input::Batches(schema, batches)
             }
         };
-        inputs.push((table, input));
+        inputs.push((table.clone(), input));
     }
     // Small inputs run in one partition: splitting them costs more than it saves.
     let small = bytes < SMALL_INPUT;
@@ -155,7 +153,8 @@ pub async fn query_with(
             .insert(resolved, provider_as_source(provider));
     }
     let options = ParserOptions::from(&state.config_options().sql_parser);
-    let plan = SqlToRel::new_with_options(&context, options).statement_to_plan(statement)?;
+    let plan = SqlToRel::new_with_options(&context, options)
+        .statement_to_plan(parsed.statement.clone())?;
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -332,6 +331,16 @@ struct Engine {
     schemas: Mutex<HashMap<PathBuf, (FileStamp, SchemaRef)>>,
     /// Physical plans of small queries, for their next run.
     plans: Mutex<HashMap<PlanKey, Arc<dyn ExecutionPlan>>>,
+    /// Queries parsed so far, by their text.
+    parsed: Mutex<HashMap<String, Arc<Parsed>>>,
+    /// The rows of small Parquet files.
+    decoded: Mutex<DecodedFiles>,
+}
+
+/// A query's statement and the tables it names.
+struct Parsed {
+    statement: datafusion::sql::parser::Statement,
+    tables: Vec<TableReference>,
 }
 
 /// A table of one query, resolved: a Parquet file with its stamp, or batches in memory.
@@ -351,6 +360,9 @@ const SCHEMAS_KEPT: usize = 1024;
 
 /// At most this many physical plans are kept.
 const PLANS_KEPT: usize = 256;
+
+/// At most this many parsed queries are kept.
+const PARSED_KEPT: usize = 256;
 
 static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
 
@@ -381,6 +393,8 @@ fn engine() -> Result<&'static Engine, SqlError> {
                 small: state(1, true),
                 schemas: Mutex::new(HashMap::new()),
                 plans: Mutex::new(HashMap::new()),
+                parsed: Mutex::new(HashMap::new()),
+                decoded: Mutex::new(DecodedFiles::default()),
             })
         })
         .as_ref()
@@ -403,8 +417,7 @@ impl Engine {
         let url = ListingTableUrl::parse(text)?.with_table_ref(table);
         let options = ParquetReadOptions::default()
             .to_listing_options(state.config(), state.default_table_options());
-        let known = self
-            .schemas()
+        let known = lock(&self.schemas)
             .get(path)
             .filter(|(s, _)| *s == stamp)
             .map(|(_, schema)| schema.clone());
@@ -412,7 +425,7 @@ impl Engine {
             Some(schema) => schema,
             None => {
                 let schema = options.infer_schema(state, &url).await?;
-                let mut schemas = self.schemas();
+                let mut schemas = lock(&self.schemas);
                 if schemas.len() >= SCHEMAS_KEPT {
                     schemas.clear();
                 }
@@ -429,29 +442,70 @@ impl Engine {
         ))
     }
 
-    fn schemas(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (FileStamp, SchemaRef)>> {
-        self.schemas
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Parses `sql` (once per text), refusing anything but a query.
+    fn parse(&self, sql: &str) -> Result<Arc<Parsed>, SqlError> {
+        if let Some(p) = lock(&self.parsed).get(sql) {
+            return Ok(p.clone());
+        }
+        let statement = self.state.sql_to_statement(sql, &Dialect::Generic)?;
+        let is_query = matches!(
+            &statement,
+            datafusion::sql::parser::Statement::Statement(s)
+                if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_))
+        );
+        if !is_query {
+            return Err(SqlError::NotAllowed(
+                "the statement is not a query (SELECT, WITH or VALUES)".into(),
+            ));
+        }
+        let tables = self.state.resolve_table_references(&statement)?;
+        let parsed = Arc::new(Parsed { statement, tables });
+        let mut kept = lock(&self.parsed);
+        if kept.len() >= PARSED_KEPT {
+            kept.clear();
+        }
+        kept.insert(sql.to_owned(), parsed.clone());
+        Ok(parsed)
     }
 
-    fn plans(&self) -> std::sync::MutexGuard<'_, HashMap<PlanKey, Arc<dyn ExecutionPlan>>> {
-        self.plans
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The rows of the small Parquet file at `path` (read as a table would read it, with the
+    /// same column types), decoded once per version of the file.
+    async fn decoded(
+        &self,
+        path: &Path,
+        stamp: FileStamp,
+        table: &TableReference,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), SqlError> {
+        if let Some(rows) = lock(&self.decoded).get(path, stamp) {
+            return Ok(rows);
+        }
+        let provider = self
+            .parquet(&self.small, path, stamp, table.clone())
+            .await?;
+        let scan = provider.scan(&self.small, None, &[], None).await?;
+        let task = Arc::new(TaskContext::from(&self.small));
+        let (_, batches) = collect(execute_stream(scan, task)?).await?;
+        let schema = provider.schema();
+        lock(&self.decoded).insert(path, stamp, schema.clone(), batches.clone());
+        Ok((schema, batches))
     }
 
     fn kept_plan(&self, key: &PlanKey) -> Option<Arc<dyn ExecutionPlan>> {
-        self.plans().get(key).cloned()
+        lock(&self.plans).get(key).cloned()
     }
 
     fn keep_plan(&self, key: PlanKey, plan: Arc<dyn ExecutionPlan>) {
-        let mut plans = self.plans();
+        let mut plans = lock(&self.plans);
         if plans.len() >= PLANS_KEPT {
             plans.clear();
         }
         plans.insert(key, plan);
     }
+}
+
+/// Locks `m`; a panic while it was held does not make the kept state wrong, only stale.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The tables of one query, and the shared state's functions, for DataFusion's SQL planner.
@@ -649,11 +703,24 @@ mod tests {
         c.unwrap().value(0)
     }
 
-    fn kept(sql: &str, path: &Path) -> bool {
-        let plans = engine().unwrap().plans();
-        plans.keys().any(|k| {
-            k.sql == sql && matches!(&k.inputs[..], [(_, InputKey::File(p, _))] if p == path)
-        })
+    /// How the kept plan of `sql` reads its table (`file` or `batches`), if it is kept.
+    fn kept(sql: &str) -> Option<&'static str> {
+        let plans = lock(&engine().unwrap().plans);
+        plans
+            .keys()
+            .find(|k| k.sql == sql)
+            .map(|k| match &k.inputs[..] {
+                [(_, InputKey::File(..))] => "file",
+                _ => "batches",
+            })
+    }
+
+    /// `n` distinct values, spread so that the file does not compress below
+    /// [`DECODE_FILES_UP_TO`] when `n` is large.
+    fn spread(n: i64) -> Vec<i64> {
+        (0..n)
+            .map(|i| (i * 2_654_435_761) % 1_000_000_007)
+            .collect()
     }
 
     async fn over_batches(sql: &str, values: Vec<i64>) -> Result<Vec<RecordBatch>, SqlError> {
@@ -685,12 +752,7 @@ mod tests {
             "SELECT MAX(a) FROM (SELECT a FROM m ORDER BY a DESC LIMIT 2)",
         ] {
             let first = over_batches(sql, vec![1, 2, 3]).await.unwrap();
-            let kept = engine()
-                .unwrap()
-                .plans()
-                .keys()
-                .any(|k| k.sql == sql && matches!(&k.inputs[..], [(_, InputKey::Batches(_))]));
-            assert!(kept, "{sql} is kept");
+            assert_eq!(kept(sql), Some("batches"), "{sql} is kept");
             let (a, b) = tokio::join!(
                 over_batches(sql, vec![10, 20, 30, 40]),
                 over_batches(sql, vec![7])
@@ -726,17 +788,61 @@ mod tests {
         write(&path, "a", vec![5, 1, 3, 2]);
         let top = "SELECT SUM(a) FROM (SELECT a FROM t ORDER BY a DESC LIMIT 2)";
         assert_eq!(sum(&run(top, &path).await.unwrap()), 8);
-        assert!(kept(top, &path));
+        // A small file is decoded once and read as batches.
+        assert_eq!(kept(top), Some("batches"));
         // Run again, twice at once: the kept plan answers the same.
         let (a, b) = tokio::join!(run(top, &path), run(top, &path));
         assert_eq!((sum(&a.unwrap()), sum(&b.unwrap())), (8, 8));
-        // A new version of the file is planned anew and read.
+        // A new version of the file is read anew.
         write(&path, "a", vec![10, 20, 30, 40, 50]);
         assert_eq!(sum(&run(top, &path).await.unwrap()), 90);
+        // A larger file is read as Parquet each time, by a plan kept per version of the file.
+        let large = spread(300_000);
+        write(&path, "a", large.clone());
+        assert!(std::fs::metadata(&path).unwrap().len() > DECODE_FILES_UP_TO);
+        let top2 = "SELECT SUM(a) FROM (SELECT a FROM t ORDER BY a DESC LIMIT 2) AS x";
+        let mut sorted = large;
+        sorted.sort_unstable();
+        let expected: i64 = sorted.iter().rev().take(2).sum();
+        assert_eq!(sum(&run(top2, &path).await.unwrap()), expected);
+        assert_eq!(kept(top2), Some("file"));
+        assert_eq!(sum(&run(top2, &path).await.unwrap()), expected);
+        write(&path, "a", vec![10, 20, 30, 40, 50]);
+        assert_eq!(sum(&run(top2, &path).await.unwrap()), 90);
         // A query that reads the clock is not kept.
         let clock = "SELECT COUNT(*) FROM t WHERE now() > to_timestamp(0)";
         run(clock, &path).await.unwrap();
-        assert!(!kept(clock, &path));
+        assert_eq!(kept(clock), None);
+    }
+
+    #[tokio::test]
+    async fn a_small_file_decoded_has_the_column_types_of_a_file_read_as_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let types = |b: &[RecordBatch]| -> Vec<DataType> {
+            let schema = b[0].schema();
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect()
+        };
+        let write_text = |values: Vec<String>| {
+            let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+            let column = Arc::new(arrow::array::StringArray::from(values));
+            let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+            let file = std::fs::File::create(&path).unwrap();
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        };
+        let sql = "SELECT s, length(s) AS n FROM t ORDER BY s LIMIT 1";
+        write_text(vec!["b".into(), "a".into()]);
+        let small = run(sql, &path).await.unwrap();
+        write_text(spread(200_000).iter().map(|v| format!("{v:x}")).collect());
+        assert!(std::fs::metadata(&path).unwrap().len() > DECODE_FILES_UP_TO);
+        let large = run(sql, &path).await.unwrap();
+        assert_eq!(types(&small), types(&large));
     }
 
     #[tokio::test]
@@ -746,7 +852,7 @@ mod tests {
         write(&path, "a", vec![1, 2, 3]);
         let join = "SELECT SUM(x.a) FROM t x JOIN t y ON x.a = y.a";
         assert_eq!(sum(&run(join, &path).await.unwrap()), 6);
-        assert!(!kept(join, &path));
+        assert_eq!(kept(join), None);
     }
 
     #[tokio::test]
