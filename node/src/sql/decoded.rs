@@ -14,7 +14,7 @@ use super::FileStamp;
 pub(super) const DECODE_FILES_UP_TO: u64 = 1 << 20;
 
 /// Decoded rows of one file are kept only up to this size in memory.
-const MAX_DECODED_BYTES: usize = 16 << 20;
+pub(super) const MAX_DECODED_BYTES: usize = 16 << 20;
 
 /// All decoded rows kept together stay below this size in memory.
 const BUDGET_BYTES: usize = 64 << 20;

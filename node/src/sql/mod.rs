@@ -33,7 +33,7 @@ use datafusion::sql::planner::{ParserOptions, SqlToRel};
 
 use crate::datasets::Datasets;
 use batches::{BatchesTable, RunBatches};
-use decoded::{DECODE_FILES_UP_TO, DecodedFiles};
+use decoded::{DECODE_FILES_UP_TO, DecodedFiles, MAX_DECODED_BYTES};
 
 mod batches;
 mod decoded;
@@ -100,11 +100,14 @@ pub async fn query_with(
                     .map_err(|e| SqlError::Internal(format!("{}: {e}", path.display())))?;
                 bytes = bytes.saturating_add(meta.len());
                 let stamp = (meta.len(), meta.modified().ok());
-                if meta.len() <= DECODE_FILES_UP_TO {
-                    let (schema, batches) = engine.decoded(&path, stamp, table).await?;
-                    Input::Batches(schema, batches)
+                let decoded = if meta.len() <= DECODE_FILES_UP_TO {
+                    engine.decoded(&path, stamp, table).await?
                 } else {
-                    Input::Parquet(path, stamp)
+                    None
+                };
+                match decoded {
+                    Some((schema, batches)) => Input::Batches(schema, batches),
+                    None => Input::Parquet(path, stamp),
                 }
             }
             Source::Batches(schema, batches) => {
@@ -469,25 +472,36 @@ impl Engine {
     }
 
     /// The rows of the small Parquet file at `path` (read as a table would read it, with the
-    /// same column types), decoded once per version of the file.
+    /// same column types), decoded once per version of the file; `None` when they take more
+    /// than [`MAX_DECODED_BYTES`] in memory (a small file may hold many compressed rows), which
+    /// are then read from the file by each query under its memory limit.
     async fn decoded(
         &self,
         path: &Path,
         stamp: FileStamp,
         table: &TableReference,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>), SqlError> {
+    ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>, SqlError> {
+        use futures::StreamExt;
         if let Some(rows) = lock(&self.decoded).get(path, stamp) {
-            return Ok(rows);
+            return Ok(Some(rows));
         }
         let provider = self
             .parquet(&self.small, path, stamp, table.clone())
             .await?;
         let scan = provider.scan(&self.small, None, &[], None).await?;
-        let task = Arc::new(TaskContext::from(&self.small));
-        let (_, batches) = collect(execute_stream(scan, task)?).await?;
+        let mut stream = execute_stream(scan, Arc::new(TaskContext::from(&self.small)))?;
+        let (mut batches, mut bytes) = (Vec::new(), 0);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            bytes += batch.get_array_memory_size();
+            if bytes > MAX_DECODED_BYTES {
+                return Ok(None);
+            }
+            batches.push(batch);
+        }
         let schema = provider.schema();
         lock(&self.decoded).insert(path, stamp, schema.clone(), batches.clone());
-        Ok((schema, batches))
+        Ok(Some((schema, batches)))
     }
 
     fn kept_plan(&self, key: &PlanKey) -> Option<Arc<dyn ExecutionPlan>> {
@@ -809,6 +823,12 @@ mod tests {
         assert_eq!(sum(&run(top2, &path).await.unwrap()), expected);
         write(&path, "a", vec![10, 20, 30, 40, 50]);
         assert_eq!(sum(&run(top2, &path).await.unwrap()), 90);
+        // A small file of many rows (compressed well) is read as Parquet, not kept decoded.
+        write(&path, "a", vec![7; 3_000_000]);
+        assert!(std::fs::metadata(&path).unwrap().len() <= DECODE_FILES_UP_TO);
+        let many = "SELECT SUM(a) FROM t WHERE a > 0";
+        assert_eq!(sum(&run(many, &path).await.unwrap()), 21_000_000);
+        assert_eq!(kept(many), Some("file"));
         // A query that reads the clock is not kept.
         let clock = "SELECT COUNT(*) FROM t WHERE now() > to_timestamp(0)";
         run(clock, &path).await.unwrap();
