@@ -468,11 +468,7 @@ impl Federation {
         peer: PeerId,
         protocol: &'static str,
     ) -> Result<libp2p::Stream, FederationError> {
-        if self
-            .roster()
-            .and_then(|r| r.member(&peer).cloned())
-            .is_none()
-        {
+        if self.in_roster(|r| r.member(&peer).is_some()) != Some(true) {
             return Err(FederationError::Invalid(format!(
                 "`{peer}` is not a member of this node's federation"
             )));
