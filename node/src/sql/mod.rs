@@ -130,7 +130,7 @@ pub async fn query_with(
     let state = if small { &engine.small } else { &engine.state };
     // A small query is planned once per text and inputs (files and their versions, the
     // schemas of batches).
-    let key = small.then(|| PlanKey::of(sql, &inputs));
+    let key = (small && sql.len() <= KEEP_TEXTS_UP_TO).then(|| PlanKey::of(sql, &inputs));
     let mut run = RunBatches::default();
     for (table, input) in &inputs {
         if let Input::Batches(_, batches) = input {
@@ -367,6 +367,10 @@ const PLANS_KEPT: usize = 256;
 /// At most this many parsed queries are kept.
 const PARSED_KEPT: usize = 256;
 
+/// Parses and plans are kept only for query texts up to this length (a fragment's is a few
+/// hundred bytes), so that the kept texts stay small.
+const KEEP_TEXTS_UP_TO: usize = 16 << 10;
+
 static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
 
 fn engine() -> Result<&'static Engine, SqlError> {
@@ -463,6 +467,9 @@ impl Engine {
         }
         let tables = self.state.resolve_table_references(&statement)?;
         let parsed = Arc::new(Parsed { statement, tables });
+        if sql.len() > KEEP_TEXTS_UP_TO {
+            return Ok(parsed);
+        }
         let mut kept = lock(&self.parsed);
         if kept.len() >= PARSED_KEPT {
             kept.clear();
@@ -829,6 +836,13 @@ mod tests {
         let many = "SELECT SUM(a) FROM t WHERE a > 0";
         assert_eq!(sum(&run(many, &path).await.unwrap()), 21_000_000);
         assert_eq!(kept(many), Some("file"));
+        // A long query text is neither kept parsed nor planned.
+        let list: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
+        let long = format!("SELECT SUM(a) FROM t WHERE a IN ({})", list.join(", "));
+        assert!(long.len() > KEEP_TEXTS_UP_TO);
+        assert_eq!(sum(&run(&long, &path).await.unwrap()), 21_000_000);
+        assert_eq!(kept(&long), None);
+        assert!(!lock(&engine().unwrap().parsed).contains_key(&long));
         // A query that reads the clock is not kept.
         let clock = "SELECT COUNT(*) FROM t WHERE now() > to_timestamp(0)";
         run(clock, &path).await.unwrap();
