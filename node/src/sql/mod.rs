@@ -322,9 +322,9 @@ pub async fn query(
 /// The DataFusion state every query plans with, built once per process (functions, planners,
 /// optimizer rules, the caches of Parquet footers and statistics, which DataFusion checks
 /// against each file's size and modification time), and the Arrow schema of each Parquet file
-/// read so far, and the physical plans of small queries that do not read the clock.
-/// A query gets its own tables, start time and memory pool; nothing of one query is visible to
-/// another.
+/// read so far, the physical plans of small queries that do not read the clock, the parses of
+/// query texts and the decoded rows of small files. A query gets its own tables, start time and
+/// memory pool; nothing of one query's run is visible to another.
 struct Engine {
     /// For inputs of [`SMALL_INPUT`] bytes and more: two partitions.
     state: SessionState,
