@@ -3,6 +3,8 @@
 # workspace (the black-box tests start real node processes on 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The set-up's own package detection, against fake trees (needs nothing installed).
+bash scripts/test-setup.sh
 . scripts/env.sh
 # node/tests/auth.rs starts a local OpenID provider (npm oidc-provider, tests/idp) with node.
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
