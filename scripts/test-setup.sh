@@ -47,9 +47,11 @@ expect present "librocksdb-dev" rocksdb_present \
 # Without root and without sudo, the set-up names the packages and fails; it does not go on.
 nosudo="$root/nosudo-bin"
 mkdir -p "$nosudo"
-for tool in id bash; do ln -s "$(command -v $tool)" "$nosudo/$tool"; done
-printf '#!/bin/sh\necho 1000\n' >"$nosudo/id"
-chmod +x "$nosudo/id"
+ln -s "$(command -v bash)" "$nosudo/bash"
+# A fake `id` answering a user's uid: a new file in the fake bin dir, never written through a link.
+printf '#!%s\necho 1000\n' "$(command -v bash)" >"$nosudo/id.new"
+chmod +x "$nosudo/id.new"
+mv "$nosudo/id.new" "$nosudo/id"
 if msg=$(PATH="$nosudo" bash -c '. "$1"; install_packages libclang-dev librocksdb-dev' _ \
   "$(cd "$(dirname "$0")" && pwd)/setup-lib.sh" 2>&1); then
   echo "FAILED: install without root or sudo succeeded"; failed=1
