@@ -4,67 +4,16 @@
 //! size, purpose); attempts around a policy are refused or suppressed; a stopped provider costs
 //! at most the deadline; receipts verify offline.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use allmende_e2e::{TestNode, allmende, federate, poll};
+use allmende_e2e::{TestNode, air_city as city, allmende, federate, poll};
 use serde_json::{Value, json};
 
 const RESEARCH: &str = "https://w3id.org/dpv#AcademicResearch";
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// A city with a generated air-quality dataset (2 days, 3 stations) under `policy`.
-fn city(name: &str, key: &str, ip: &str, policy: &str) -> (TestNode, PathBuf) {
-    let mut node = TestNode::init_at(
-        name,
-        key,
-        ip,
-        &[
-            "--sync-interval-ms",
-            "500",
-            "--contact-email",
-            "daten@example.org",
-        ],
-    );
-    node.start();
-    let csv = node.dir.path().join("air.csv");
-    allmende(&[
-        "sample",
-        "air-quality",
-        "--district-key",
-        key,
-        "--days",
-        "2",
-        "--stations",
-        "3",
-        "-o",
-        path(&csv),
-    ]);
-    node.ok(&[
-        "dataset",
-        "import",
-        path(&csv),
-        "--slug",
-        "air",
-        "--title",
-        &format!("Luftqualität {name}"),
-        "--description",
-        "Stündliche NO2- und PM10-Werte",
-        "--license",
-        "dl-by-de/2.0",
-        "--theme",
-        "ENVI",
-        "--conforms-to",
-        "urn:allmende:schema:air_quality_hourly:1",
-    ]);
-    let policy_file = allmende_e2e::manifest_dir()
-        .join("../data/policies")
-        .join(policy);
-    node.ok(&["policy", "attach", "air", path(&policy_file)]);
-    (node, csv)
 }
 
 fn query(node: &TestNode, body: Value) -> (u16, Value) {

@@ -82,15 +82,16 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
+    let engine = sql::Engine::new(&sql::EngineConfig::default()).expect("engine");
     for (name, fragment) in fragments() {
         let text = fragment_sql(&fragment).expect("sql");
         c.bench_function(&format!("fragment {name}"), |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let mut stream =
-                        sql::query_with(&text, 64 << 20, &|_| Ok(Source::Parquet(path.clone())))
-                            .await
-                            .expect("plan");
+                    let mut stream = engine
+                        .query(&text, 64 << 20, &|_| Ok(Source::Parquet(path.clone())))
+                        .await
+                        .expect("plan");
                     let mut rows = 0;
                     while let Some(batch) = stream.next().await {
                         rows += batch.expect("batch").num_rows();

@@ -213,6 +213,14 @@ pub struct HttpConfig {
     /// `None` means `http://<listen>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Longest the node waits after SIGTERM for requests in flight (queries are cancelled at
+    /// once), in seconds.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_shutdown_grace_secs() -> u64 {
+    10
 }
 
 impl Default for HttpConfig {
@@ -220,6 +228,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             public_url: None,
+            shutdown_grace_secs: default_shutdown_grace_secs(),
         }
     }
 }
@@ -265,10 +274,42 @@ pub struct Limits {
     /// Bandwidth of each transfer this node serves, in bytes a second; 0 for no limit.
     #[serde(default)]
     pub transfer_rate_bytes: u64,
+    /// Largest request body other than an upload (JSON, policies), in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Most columns an imported file may have.
+    #[serde(default = "default_max_columns")]
+    pub max_columns: usize,
+    /// Threads that run queries (0: one per core).
+    #[serde(default)]
+    pub query_threads: usize,
+    /// Local queries (`/api/v1/sql`, data exports) running at once; more wait until their
+    /// deadline.
+    #[serde(default = "default_max_local_queries")]
+    pub max_local_queries: usize,
+    /// Most bytes of spill files (under `DATA_DIR/tmp/spill`) of all queries together.
+    #[serde(default = "default_spill_bytes")]
+    pub spill_bytes: u64,
 }
 
 fn default_max_transfer_bytes() -> u64 {
     64 << 30
+}
+
+fn default_max_body_bytes() -> u64 {
+    1 << 20
+}
+
+fn default_max_columns() -> usize {
+    4096
+}
+
+fn default_max_local_queries() -> usize {
+    8
+}
+
+fn default_spill_bytes() -> u64 {
+    8 << 30
 }
 
 impl Default for Limits {
@@ -279,6 +320,11 @@ impl Default for Limits {
             sql_timeout_secs: 60,
             max_transfer_bytes: default_max_transfer_bytes(),
             transfer_rate_bytes: 0,
+            max_body_bytes: default_max_body_bytes(),
+            max_columns: default_max_columns(),
+            query_threads: 0,
+            max_local_queries: default_max_local_queries(),
+            spill_bytes: default_spill_bytes(),
         }
     }
 }
@@ -335,6 +381,15 @@ pub struct Overrides {
     /// Bandwidth of each transfer served, in bytes a second (0: no limit).
     #[arg(long, env = "ALLMENDE_TRANSFER_RATE_BYTES")]
     pub transfer_rate_bytes: Option<u64>,
+    /// Largest request body other than an upload, in bytes.
+    #[arg(long, env = "ALLMENDE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// Most columns of an imported file.
+    #[arg(long, env = "ALLMENDE_MAX_COLUMNS")]
+    pub max_columns: Option<usize>,
+    /// Threads that run queries (0: one per core).
+    #[arg(long, env = "ALLMENDE_QUERY_THREADS")]
+    pub query_threads: Option<usize>,
     /// Publisher URI.
     #[arg(long, env = "ALLMENDE_PUBLISHER_URI")]
     pub publisher_uri: Option<String>,
@@ -463,6 +518,9 @@ impl Config {
         set(&mut self.limits.sql_timeout_secs, &o.sql_timeout_secs);
         set(&mut self.limits.max_transfer_bytes, &o.max_transfer_bytes);
         set(&mut self.limits.transfer_rate_bytes, &o.transfer_rate_bytes);
+        set(&mut self.limits.max_body_bytes, &o.max_body_bytes);
+        set(&mut self.limits.max_columns, &o.max_columns);
+        set(&mut self.limits.query_threads, &o.query_threads);
         set_opt(&mut self.publisher.uri, &o.publisher_uri);
         set_opt(&mut self.publisher.contact_email, &o.contact_email);
         set_opt(&mut self.publisher.contact_name, &o.contact_name);
@@ -519,7 +577,12 @@ impl Config {
                 "auth.audience is required with auth.issuer".into(),
             ));
         }
-        if self.limits.sql_timeout_secs == 0 || self.limits.max_upload_bytes == 0 {
+        if self.limits.sql_timeout_secs == 0
+            || self.limits.max_upload_bytes == 0
+            || self.limits.max_body_bytes == 0
+            || self.limits.max_columns == 0
+            || self.limits.max_local_queries == 0
+        {
             return Err(ConfigError::Invalid(
                 "limits must be greater than zero".into(),
             ));

@@ -24,6 +24,8 @@ use crate::store::{SourceInfo, Store, StoreError, StoredDataset};
 pub const DATASETS_DIR: &str = "datasets";
 /// Directory of uploads and conversions in progress inside the data dir.
 pub const TMP_DIR: &str = "tmp";
+/// Directory of queries' spill files inside [`TMP_DIR`].
+pub const SPILL_DIR: &str = "spill";
 
 /// Errors of dataset operations.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,7 @@ impl From<StoreError> for DatasetError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::SlugTaken(slug) => Self::Conflict(slug),
+            e @ StoreError::TooLarge(_) => Self::InvalidMetadata(e.to_string()),
             other => Self::Store(other),
         }
     }
@@ -88,9 +91,68 @@ pub struct MetadataInput {
 }
 
 impl MetadataInput {
-    /// Checks vocabulary values and formats.
+    /// Checks lengths, characters, vocabulary values and formats.
     pub fn validate(&self) -> Result<(), DatasetError> {
         let bad = |m: String| Err(DatasetError::InvalidMetadata(m));
+        let texts = [
+            ("title", self.title.as_deref(), MAX_TITLE_BYTES, false),
+            (
+                "description",
+                self.description.as_deref(),
+                MAX_DESCRIPTION_BYTES,
+                true,
+            ),
+            ("license", self.license.as_deref(), MAX_SHORT_BYTES, false),
+            ("slug", self.slug.as_deref(), MAX_SHORT_BYTES, false),
+            (
+                "contact_email",
+                self.contact_email.as_deref(),
+                MAX_SHORT_BYTES,
+                false,
+            ),
+            (
+                "contact_name",
+                self.contact_name.as_deref(),
+                MAX_SHORT_BYTES,
+                false,
+            ),
+            (
+                "temporal_start",
+                self.temporal_start.as_deref(),
+                MAX_SHORT_BYTES,
+                false,
+            ),
+            (
+                "temporal_end",
+                self.temporal_end.as_deref(),
+                MAX_SHORT_BYTES,
+                false,
+            ),
+            ("spatial", self.spatial.as_deref(), MAX_SPATIAL_BYTES, false),
+            (
+                "conforms_to",
+                self.conforms_to.as_deref(),
+                MAX_SHORT_BYTES,
+                false,
+            ),
+        ];
+        for (name, value, max, lines) in texts {
+            if let Some(v) = value {
+                check_text(name, v, max, lines)?;
+            }
+        }
+        for (name, list) in [("themes", &self.themes), ("keywords", &self.keywords)] {
+            let list = list.as_deref().unwrap_or_default();
+            if list.len() > MAX_LIST_ITEMS {
+                return bad(format!(
+                    "`{name}` has {} entries; at most {MAX_LIST_ITEMS} are allowed",
+                    list.len()
+                ));
+            }
+            for item in list {
+                check_text(name, item, MAX_KEYWORD_BYTES, false)?;
+            }
+        }
         if let Some(l) = &self.license
             && !LICENSES.contains(&l.as_str())
         {
@@ -130,6 +192,40 @@ impl MetadataInput {
         }
         Ok(())
     }
+}
+
+/// Longest title, in bytes.
+pub const MAX_TITLE_BYTES: usize = 1000;
+/// Longest description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 64 << 10;
+/// Longest spatial coverage (a URI or GeoJSON geometry text), in bytes.
+pub const MAX_SPATIAL_BYTES: usize = 16 << 10;
+/// Longest licence, slug, contact, date or `conforms_to` value, in bytes.
+pub const MAX_SHORT_BYTES: usize = 512;
+/// Longest keyword or theme, in bytes.
+pub const MAX_KEYWORD_BYTES: usize = 200;
+/// Most keywords, and most themes.
+pub const MAX_LIST_ITEMS: usize = 100;
+
+/// Checks the length of a metadata value and that it holds no control characters (a
+/// description may hold line breaks and tabs).
+fn check_text(name: &str, value: &str, max: usize, lines: bool) -> Result<(), DatasetError> {
+    if value.len() > max {
+        return Err(DatasetError::InvalidMetadata(format!(
+            "`{name}` is {} bytes long; at most {max} bytes are allowed",
+            value.len()
+        )));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_control() && !(lines && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return Err(DatasetError::InvalidMetadata(format!(
+            "`{name}` holds the control character {:?}",
+            c
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that a name can serve as an SQL table name.
@@ -241,7 +337,21 @@ impl Datasets {
         if tmp.exists() {
             for entry in std::fs::read_dir(&tmp)? {
                 let path = entry?.path();
-                std::fs::remove_file(&path)?;
+                if path.is_dir() && path.file_name().is_some_and(|n| n == SPILL_DIR) {
+                    // Spill files of queries an exit interrupted; the directory stays.
+                    for spilled in std::fs::read_dir(&path)? {
+                        let spilled = spilled?.path();
+                        std::fs::remove_dir_all(&spilled)
+                            .or_else(|_| std::fs::remove_file(&spilled))?;
+                        removed.push(spilled);
+                    }
+                    continue;
+                }
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
                 removed.push(path);
             }
         }
@@ -301,7 +411,13 @@ impl Datasets {
         let tmp_out = self
             .tmp_dir()
             .join(format!("{}.parquet", uuid::Uuid::new_v4()));
-        let converted = match import::convert(format, &req.source, &tmp_out, progress) {
+        let converted = match import::convert(
+            format,
+            &req.source,
+            &tmp_out,
+            &self.import_limits(),
+            progress,
+        ) {
             Ok(c) => c,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp_out);
@@ -413,6 +529,13 @@ impl Datasets {
         Ok(candidate)
     }
 
+    /// The bounds on an import, from the configuration.
+    fn import_limits(&self) -> import::ImportLimits {
+        import::ImportLimits {
+            max_columns: self.config.limits.max_columns,
+        }
+    }
+
     /// Sets the node-wide fields and the given ones on a record.
     fn apply_metadata(
         &self,
@@ -493,10 +616,22 @@ impl Datasets {
         id_or_slug: &str,
         m: &MetadataInput,
     ) -> Result<StoredDataset, DatasetError> {
+        self.update_metadata_checked(id_or_slug, m, |_| Ok(()))
+    }
+
+    /// Changes a dataset's metadata if `check` accepts the changed dataset (e.g. that it can
+    /// still be published); nothing is stored otherwise.
+    pub fn update_metadata_checked(
+        &self,
+        id_or_slug: &str,
+        m: &MetadataInput,
+        check: impl FnOnce(&StoredDataset) -> Result<(), DatasetError>,
+    ) -> Result<StoredDataset, DatasetError> {
         let _guard = self.lock();
         let mut dataset = self.get(id_or_slug)?;
         self.apply_metadata(&mut dataset.record, m)?;
         dataset.record.modified = now();
+        check(&dataset)?;
         self.store.put(&dataset)?;
         Ok(dataset)
     }

@@ -52,17 +52,25 @@ impl OutputFormat {
     }
 }
 
-/// Encodes batches one at a time.
-enum Encoder {
-    Json { rows: usize },
+/// Encodes batches one at a time: [`Encoder::begin`], then [`Encoder::batch`] for each batch,
+/// then [`Encoder::end`].
+pub enum Encoder {
+    /// JSON, with the rows written so far.
+    Json {
+        /// Rows written so far.
+        rows: usize,
+    },
+    /// CSV.
     Csv,
+    /// Arrow IPC.
     Arrow(Box<arrow::ipc::writer::StreamWriter<Vec<u8>>>),
 }
 
 type EncodeResult = Result<Bytes, arrow::error::ArrowError>;
 
 impl Encoder {
-    fn begin(
+    /// An encoder of batches of `schema` in `format`, and the bytes that open the body.
+    pub fn begin(
         format: OutputFormat,
         schema: &SchemaRef,
     ) -> Result<(Self, Bytes), arrow::error::ArrowError> {
@@ -85,7 +93,8 @@ impl Encoder {
         })
     }
 
-    fn batch(&mut self, batch: &RecordBatch) -> EncodeResult {
+    /// The bytes of one batch.
+    pub fn batch(&mut self, batch: &RecordBatch) -> EncodeResult {
         match self {
             Self::Json { rows } => {
                 let mut lines = Vec::new();
@@ -121,7 +130,8 @@ impl Encoder {
         }
     }
 
-    fn end(self) -> EncodeResult {
+    /// The bytes that close the body.
+    pub fn end(self) -> EncodeResult {
         match self {
             Self::Json { .. } => Ok(Bytes::from_static(b"]")),
             Self::Csv => Ok(Bytes::new()),

@@ -12,6 +12,7 @@ use crate::datasets::{DatasetError, Datasets};
 use crate::federation::{Federation, FederationError, NetworkError};
 use crate::identity::{Identity, IdentityError};
 use crate::policies::{Policies, PolicyError};
+use crate::sql::{Engine, EngineConfig, SqlError};
 use crate::store::{Store, StoreError};
 
 /// Errors starting or running a node.
@@ -44,6 +45,9 @@ pub enum NodeError {
     /// Recovery after a crash failed.
     #[error("recovering the data dir failed: {0}")]
     Recover(#[from] DatasetError),
+    /// The query engine could not start.
+    #[error(transparent)]
+    Sql(#[from] SqlError),
     /// Transfers could not start.
     #[error(transparent)]
     Transfer(#[from] crate::transfer::TransferError),
@@ -86,7 +90,18 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
         identity.signing_key().clone(),
     )?);
     let datasets = Arc::new(datasets);
+    let engine = Engine::new(&EngineConfig {
+        threads: config.limits.query_threads,
+        max_local_queries: config.limits.max_local_queries,
+        spill_dir: Some(
+            data_dir
+                .join(crate::datasets::TMP_DIR)
+                .join(crate::datasets::SPILL_DIR),
+        ),
+        spill_bytes: config.limits.spill_bytes,
+    })?;
     let provider = Arc::new(crate::query::provider::ProviderContext::new(
+        engine.clone(),
         datasets.clone(),
         policies.clone(),
         identity.signing_key().clone(),
@@ -107,6 +122,7 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
     Ok(AppState {
         config,
         identity,
+        engine,
         datasets,
         federation,
         policies,
@@ -142,6 +158,8 @@ pub async fn serve(
     let policies = state.policies.clone();
     let auth = state.auth.clone();
     tokio::spawn(async move { auth.warm_up().await });
+    let engine = state.engine.clone();
+    let grace = std::time::Duration::from_secs(state.config.http.shutdown_grace_secs);
     let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Answers are streamed in several writes; without TCP_NODELAY each write after the first
     // waits for the client's delayed ACK, 40 ms on a kept-alive connection.
@@ -150,9 +168,28 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // On the signal: stop accepting, cancel every query (their requests end at once with a
+    // problem document or a cut-off body), and give the other requests in flight the grace
+    // period; past it the node stops regardless.
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        engine.pool().cancel_all();
+        let _ = signalled_tx.send(());
+    };
+    let serving = std::future::IntoFuture::into_future(
+        axum::serve(listener, app).with_graceful_shutdown(shutdown),
+    );
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => served?,
+        () = async {
+            let _ = signalled.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "requests still in flight after the grace period; stopping");
+        }
+    }
     network.abort();
     if let Err(e) = policies.checkpoint() {
         tracing::error!(error = %e, "final audit checkpoint failed");

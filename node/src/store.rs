@@ -34,7 +34,14 @@ pub enum StoreError {
     /// The slug is taken by another dataset.
     #[error("the name `{0}` is already used by another dataset")]
     SlugTaken(String),
+    /// A record is larger than the store keeps.
+    #[error("the record is {0} bytes; the store keeps records of at most {MAX_RECORD_BYTES} bytes")]
+    TooLarge(usize),
 }
+
+/// Largest dataset record (metadata and schema) the store keeps. Records are read whole on
+/// every lookup, and a large value slows every scan across its storage block.
+pub const MAX_RECORD_BYTES: usize = 4 << 20;
 
 /// One column of a dataset's schema.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +228,9 @@ impl Store {
             key: dataset_key(id),
             message: e.to_string(),
         })?;
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(StoreError::TooLarge(bytes.len()));
+        }
         batch.put(dataset_key(id).as_bytes(), bytes);
         batch.put(slug_key(slug).as_bytes(), id.as_bytes());
         self.write(batch)

@@ -151,7 +151,8 @@ impl Node {
         self.json(req).await
     }
 
-    /// The datasets, the files under `datasets/` and what is in `tmp/`.
+    /// The datasets, the files under `datasets/` and what is in `tmp/` (besides the queries'
+    /// spill directory).
     async fn snapshot(&self) -> (Value, Vec<String>, usize) {
         let (_, list) = self.get("/api/v1/datasets").await;
         (
@@ -159,6 +160,7 @@ impl Node {
             files_under(&self.dir.path().join("datasets")),
             std::fs::read_dir(self.dir.path().join("tmp"))
                 .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name() != allmende::datasets::SPILL_DIR)
                 .count(),
         )
     }

@@ -9,6 +9,7 @@ use allmende::config::Config;
 use allmende::datasets::{Datasets, ImportRequest, MetadataInput};
 use allmende::policies::Policies;
 use allmende::query::provider::{ProviderContext, answer};
+use allmende::sql::{Engine, EngineConfig};
 use allmende::store::Store;
 use allmende_protocol::query::{
     Aggregate, AggregateFn, AnswerHeader, AnswerStatus, CompareOp, Condition, Fragment, Literal,
@@ -56,7 +57,15 @@ fn provider(policy: &str) -> Provider {
     policies.attach(&dataset.record.id, policy).unwrap();
     Provider {
         _dir: dir,
-        ctx: ProviderContext::new(datasets, policies, key, 64 << 20, Duration::from_secs(5), 2),
+        ctx: ProviderContext::new(
+            Engine::new(&EngineConfig::default()).unwrap(),
+            datasets,
+            policies,
+            key,
+            64 << 20,
+            Duration::from_secs(5),
+            2,
+        ),
         id: dataset.record.id,
     }
 }

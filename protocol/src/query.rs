@@ -209,10 +209,110 @@ pub struct Fragment {
     pub count_only: bool,
 }
 
+/// Most columns a fragment names in one of its lists.
+pub const MAX_FRAGMENT_COLUMNS: usize = 4096;
+/// Most filter conditions, aggregates, grouping or ordering columns of a fragment.
+pub const MAX_FRAGMENT_TERMS: usize = 256;
+/// Most values of one `IN` condition.
+pub const MAX_CONDITION_VALUES: usize = 10_000;
+/// Longest column name a fragment names, in bytes.
+pub const MAX_IDENTIFIER_BYTES: usize = 256;
+/// Longest text literal of a fragment, in bytes.
+pub const MAX_LITERAL_BYTES: usize = 64 << 10;
+
+/// Why a fragment is refused before anything is planned.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FragmentError {
+    /// A list of the fragment is longer than its limit.
+    #[error("the fragment has {len} {what}; at most {max} are allowed")]
+    TooMany {
+        /// Which list.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A column name or a literal is longer than its limit.
+    #[error("a {what} of the fragment is {len} bytes long; at most {max} are allowed")]
+    TooLong {
+        /// What is too long.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A condition has the wrong number of values for its operator.
+    #[error("the condition on `{0}` has the wrong number of values for its operator")]
+    Arity(String),
+}
+
 impl Fragment {
     /// Whether the fragment asks for aggregates rather than rows.
     pub fn is_aggregate(&self) -> bool {
         self.count_only || !self.aggregates.is_empty() || !self.group_by.is_empty()
+    }
+
+    /// Checks the fragment's sizes against the limits above; a provider calls it first, before
+    /// it looks at anything else of a request.
+    pub fn check(&self) -> Result<(), FragmentError> {
+        let count = |what, len, max| {
+            if len > max {
+                Err(FragmentError::TooMany { what, len, max })
+            } else {
+                Ok(())
+            }
+        };
+        count("columns", self.columns.len(), MAX_FRAGMENT_COLUMNS)?;
+        count("conditions", self.filter.len(), MAX_FRAGMENT_TERMS)?;
+        count("aggregates", self.aggregates.len(), MAX_FRAGMENT_TERMS)?;
+        count("grouping columns", self.group_by.len(), MAX_FRAGMENT_TERMS)?;
+        count("ordering columns", self.order_by.len(), MAX_FRAGMENT_TERMS)?;
+        let names = self
+            .columns
+            .iter()
+            .chain(self.aggregates.iter().map(|a| &a.column))
+            .chain(&self.group_by)
+            .chain(self.filter.iter().map(|c| &c.column))
+            .chain(self.order_by.iter().map(|(c, _)| c));
+        for name in names {
+            if name.len() > MAX_IDENTIFIER_BYTES {
+                return Err(FragmentError::TooLong {
+                    what: "column name",
+                    len: name.len(),
+                    max: MAX_IDENTIFIER_BYTES,
+                });
+            }
+        }
+        for c in &self.filter {
+            let arity_ok = match c.op {
+                CompareOp::IsNull | CompareOp::IsNotNull => c.values.is_empty(),
+                CompareOp::In => true,
+                _ => c.values.len() == 1,
+            };
+            if !arity_ok {
+                return Err(FragmentError::Arity(c.column.clone()));
+            }
+            count(
+                "values in one IN condition",
+                c.values.len(),
+                MAX_CONDITION_VALUES,
+            )?;
+            for v in &c.values {
+                if let Literal::Text(t) = v
+                    && t.len() > MAX_LITERAL_BYTES
+                {
+                    return Err(FragmentError::TooLong {
+                        what: "text literal",
+                        len: t.len(),
+                        max: MAX_LITERAL_BYTES,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -51,6 +51,18 @@ pub struct TransferView {
     pub filter: Vec<Condition>,
 }
 
+impl TransferView {
+    /// Checks the view's sizes against a fragment's limits ([`crate::query::Fragment::check`]).
+    pub fn check(&self) -> Result<(), crate::query::FragmentError> {
+        crate::query::Fragment {
+            columns: self.columns.clone(),
+            filter: self.filter.clone(),
+            ..crate::query::Fragment::default()
+        }
+        .check()
+    }
+}
+
 /// A consumer's request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransferRequest {

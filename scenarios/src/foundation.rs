@@ -208,7 +208,13 @@ fn main() -> anyhow::Result<()> {
     let out = a.work.join("allmende-out.parquet");
     let cpu0 = cpu_secs_self();
     let t0 = Instant::now();
-    let converted = allmende::import::convert(allmende::import::Format::Csv, &csv, &out, &|_| {})?;
+    let converted = allmende::import::convert(
+        allmende::import::Format::Csv,
+        &csv,
+        &out,
+        &allmende::import::ImportLimits::default(),
+        &|_| {},
+    )?;
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs_self() - cpu0;
     println!(

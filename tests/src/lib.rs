@@ -298,3 +298,59 @@ pub fn federate(nodes: &[&TestNode], id: &str) {
         String::new,
     );
 }
+
+/// A running city node with a generated air-quality dataset `air` (2 days, 3 stations, DCAT-AP.de
+/// fields filled, `dct:conformsTo` air_quality_hourly) under the policy file `policy` of
+/// `data/policies`; returns the node and the CSV it imported.
+pub fn air_city(name: &str, key: &str, ip: &str, policy: &str) -> (TestNode, PathBuf) {
+    let mut node = TestNode::init_at(
+        name,
+        key,
+        ip,
+        &[
+            "--sync-interval-ms",
+            "500",
+            "--contact-email",
+            "daten@example.org",
+        ],
+    );
+    node.start();
+    let csv = node.dir.path().join("air.csv");
+    allmende(&[
+        "sample",
+        "air-quality",
+        "--district-key",
+        key,
+        "--days",
+        "2",
+        "--stations",
+        "3",
+        "-o",
+        csv.to_str().expect("utf-8 path"),
+    ]);
+    node.ok(&[
+        "dataset",
+        "import",
+        csv.to_str().expect("utf-8 path"),
+        "--slug",
+        "air",
+        "--title",
+        &format!("Luftqualität {name}"),
+        "--description",
+        "Stündliche NO2- und PM10-Werte",
+        "--license",
+        "dl-by-de/2.0",
+        "--theme",
+        "ENVI",
+        "--conforms-to",
+        "urn:allmende:schema:air_quality_hourly:1",
+    ]);
+    let policy_file = manifest_dir().join("../data/policies").join(policy);
+    node.ok(&[
+        "policy",
+        "attach",
+        "air",
+        policy_file.to_str().expect("utf-8 path"),
+    ]);
+    (node, csv)
+}

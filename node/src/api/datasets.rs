@@ -5,7 +5,7 @@ use std::io::Write;
 
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,19 +15,25 @@ use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 
 use super::error::{ApiJson, ApiQuery};
-use super::sql::{FormatQuery, pick_format, stream_query};
+use super::sql::{FormatQuery, pick_format};
 use super::{ApiError, AppState};
 use crate::datasets::{ImportRequest, MetadataInput};
 use crate::store::StoredDataset;
 
 pub(super) fn routes() -> Router<AppState> {
+    // Uploads are bounded by `limits.max_upload_bytes` while they stream to disk; every other
+    // body by the router's limit.
+    let upload = || DefaultBodyLimit::disable();
     Router::new()
-        .route("/api/v1/datasets", get(list).post(create))
+        .route("/api/v1/datasets", get(list).post(create).layer(upload()))
         .route(
             "/api/v1/datasets/{id}",
             get(show).patch(update).delete(remove),
         )
-        .route("/api/v1/datasets/{id}/versions", post(new_version))
+        .route(
+            "/api/v1/datasets/{id}/versions",
+            post(new_version).layer(upload()),
+        )
         .route("/api/v1/datasets/{id}/schema", get(schema))
         .route("/api/v1/datasets/{id}/validation", get(validation))
         .route("/api/v1/datasets/{id}/data", get(data))
@@ -160,9 +166,9 @@ async fn data(
             .map_err(ApiError::internal);
     }
     let format = pick_format(query.format.as_deref(), None, &headers)?;
-    stream_query(
+    super::answer::local_query(
         &state,
-        &format!("SELECT * FROM \"{}\"", dataset.record.slug),
+        format!("SELECT * FROM \"{}\"", dataset.record.slug),
         format,
     )
     .await
@@ -174,9 +180,17 @@ async fn update(
     ApiJson(input): ApiJson<MetadataInput>,
 ) -> Result<Json<Value>, ApiError> {
     let datasets = state.datasets.clone();
-    let dataset = blocking(move || Ok(datasets.update_metadata(&id, &input)?)).await?;
-    super::federation::republish(&state, &dataset, false).await;
-    Ok(Json(json!(DatasetView::from(&dataset))))
+    let checking = state.clone();
+    let dataset = blocking(move || {
+        Ok(datasets.update_metadata_checked(&id, &input, |d| {
+            super::federation::check_republishable(&checking, d)
+        })?)
+    })
+    .await?;
+    let federation = super::federation::republish(&state, &dataset, false).await;
+    let mut view = json!(DatasetView::from(&dataset));
+    view["federation"] = federation;
+    Ok(Json(view))
 }
 
 async fn remove(
@@ -266,8 +280,33 @@ async fn save_field(
     Ok(())
 }
 
-async fn text(field: Field<'_>) -> Result<String, ApiError> {
-    field.text().await.map_err(multipart_error)
+/// Longest form field of an upload other than the file and `metadata`, in bytes (the
+/// description's limit).
+const MAX_FORM_FIELD_BYTES: usize = crate::datasets::MAX_DESCRIPTION_BYTES;
+
+/// Most form fields of an upload besides the file.
+const MAX_FORM_FIELDS: usize = 64;
+
+/// A form field's text, of at most `max` bytes.
+async fn text(mut field: Field<'_>, max: usize) -> Result<String, ApiError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("form field `{name}` exceeds {max} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        ApiError::bad_request(
+            "invalid-upload",
+            format!("form field `{name}` is not UTF-8"),
+        )
+    })
 }
 
 fn list_of(value: &str) -> Vec<String> {
@@ -302,8 +341,17 @@ async fn import(
     let mut meta = MetadataInput::default();
     let mut format = None;
     let mut upload: Option<(tempfile::TempPath, Option<String>)> = None;
+    let max_metadata = usize::try_from(state.config.limits.max_body_bytes).unwrap_or(usize::MAX);
+    let mut fields = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_owned();
+        fields += 1;
+        if fields > MAX_FORM_FIELDS {
+            return Err(ApiError::bad_request(
+                "invalid-upload",
+                format!("the upload has more than {MAX_FORM_FIELDS} form fields"),
+            ));
+        }
         match name.as_str() {
             "file" => {
                 if upload.is_some() {
@@ -324,30 +372,33 @@ async fn import(
                 upload = Some((path, file_name));
             }
             "metadata" => {
-                let m: MetadataInput = serde_json::from_str(&text(field).await?).map_err(|e| {
-                    ApiError::bad_request("invalid-metadata", format!("`metadata` part: {e}"))
-                })?;
+                let m: MetadataInput = serde_json::from_str(&text(field, max_metadata).await?)
+                    .map_err(|e| {
+                        ApiError::bad_request("invalid-metadata", format!("`metadata` part: {e}"))
+                    })?;
                 meta = m;
             }
-            "format" => format = Some(text(field).await?),
-            "title" => meta.title = Some(text(field).await?),
-            "description" => meta.description = Some(text(field).await?),
-            "license" => meta.license = Some(text(field).await?),
+            "format" => format = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
+            "title" => meta.title = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
+            "description" => meta.description = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
+            "license" => meta.license = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
             "theme" | "themes" => meta
                 .themes
                 .get_or_insert_with(Vec::new)
-                .extend(list_of(&text(field).await?)),
+                .extend(list_of(&text(field, MAX_FORM_FIELD_BYTES).await?)),
             "keywords" | "keyword" => meta
                 .keywords
                 .get_or_insert_with(Vec::new)
-                .extend(list_of(&text(field).await?)),
-            "slug" => meta.slug = Some(text(field).await?),
-            "contact_email" => meta.contact_email = Some(text(field).await?),
-            "contact_name" => meta.contact_name = Some(text(field).await?),
-            "temporal_start" => meta.temporal_start = Some(text(field).await?),
-            "temporal_end" => meta.temporal_end = Some(text(field).await?),
-            "spatial" => meta.spatial = Some(text(field).await?),
-            "conforms_to" => meta.conforms_to = Some(text(field).await?),
+                .extend(list_of(&text(field, MAX_FORM_FIELD_BYTES).await?)),
+            "slug" => meta.slug = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
+            "contact_email" => meta.contact_email = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
+            "contact_name" => meta.contact_name = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
+            "temporal_start" => {
+                meta.temporal_start = Some(text(field, MAX_FORM_FIELD_BYTES).await?)
+            }
+            "temporal_end" => meta.temporal_end = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
+            "spatial" => meta.spatial = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
+            "conforms_to" => meta.conforms_to = Some(text(field, MAX_FORM_FIELD_BYTES).await?),
             other => {
                 return Err(ApiError::bad_request(
                     "invalid-upload",
@@ -379,8 +430,9 @@ async fn import(
     .await?;
     tracing::info!(id = %dataset.record.id, slug = %dataset.record.slug,
         version = dataset.record.version, rows = dataset.rows, "dataset imported");
+    let mut view = json!(DatasetView::from(&dataset));
     if !created {
-        super::federation::republish(&state, &dataset, false).await;
+        view["federation"] = super::federation::republish(&state, &dataset, false).await;
     }
     let status = if created {
         StatusCode::CREATED
@@ -388,12 +440,7 @@ async fn import(
         StatusCode::OK
     };
     let location = format!("/api/v1/datasets/{}", dataset.record.id);
-    Ok((
-        status,
-        [(header::LOCATION, location)],
-        Json(json!(DatasetView::from(&dataset))),
-    )
-        .into_response())
+    Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
 }
 
 #[cfg(test)]

@@ -47,12 +47,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let detail = if self.status.is_server_error() {
+        let detail = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(kind = self.kind, detail = %self.detail, "request failed");
             "the node failed to handle the request; its log has the details".to_owned()
         } else {
             tracing::debug!(kind = self.kind, detail = %self.detail, "request rejected");
-            self.detail
+            shortened(self.detail)
         };
         let body = json!({
             "type": format!("urn:allmende:problem:{}", self.kind),
@@ -62,11 +62,80 @@ impl IntoResponse for ApiError {
         });
         (
             self.status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
+            [(header::CONTENT_TYPE, PROBLEM)],
             body.to_string(),
         )
             .into_response()
     }
+}
+
+/// Most characters of a problem's detail; longer details (an error that quotes a long query)
+/// are cut there.
+const MAX_DETAIL_CHARS: usize = 2000;
+
+fn shortened(detail: String) -> String {
+    match detail.char_indices().nth(MAX_DETAIL_CHARS) {
+        Some((end, _)) => format!("{}…", &detail[..end]),
+        None => detail,
+    }
+}
+
+/// The media type of problem documents.
+const PROBLEM: &str = "application/problem+json";
+
+/// Most bytes of another layer's error text kept as a problem's detail.
+const MAX_DETAIL_BYTES: usize = 1024;
+
+/// Turns an error response that is not a problem document (axum's own rejections: a path
+/// that does not decode, a body over the limit, a method the route does not have) into one,
+/// keeping its status and its text as the detail.
+pub(super) async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b[..b.len().min(MAX_DETAIL_BYTES)]).into_owned())
+        .unwrap_or_default();
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        s if s.is_server_error() => "internal",
+        _ => "invalid-request",
+    };
+    let detail = match (status, text.trim()) {
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            "the request body exceeds the node's limit (limits.max_body_bytes)".to_owned()
+        }
+        (_, "") => status.canonical_reason().unwrap_or("error").to_owned(),
+        (_, t) => t.to_owned(),
+    };
+    let mut problem = ApiError::new(status, kind, detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+/// The answer to a request whose handler panicked: a 500 problem document (the panic is in the
+/// log).
+pub(super) fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    ApiError::internal(format!("a handler panicked: {message}")).into_response()
 }
 
 impl From<ImportError> for ApiError {
@@ -85,6 +154,11 @@ impl From<ImportError> for ApiError {
             ImportError::Empty(_) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "empty-data",
+                e.to_string(),
+            ),
+            ImportError::TooWide { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too-many-columns",
                 e.to_string(),
             ),
             ImportError::Io(_) => Self::internal(e),
@@ -117,9 +191,20 @@ impl From<SqlError> for ApiError {
             SqlError::NotAllowed(_) => {
                 Self::new(StatusCode::FORBIDDEN, "not-allowed", e.to_string())
             }
+            SqlError::TooComplex(_) => Self::bad_request("too-complex", e.to_string()),
             SqlError::ResourcesExhausted(_) | SqlError::Timeout(_) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "query-limit",
+                e.to_string(),
+            ),
+            SqlError::Evaluation(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "query-failed",
+                e.to_string(),
+            ),
+            SqlError::Cancelled => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
                 e.to_string(),
             ),
             SqlError::Internal(_) => Self::internal(e),
@@ -141,6 +226,13 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "the request body exceeds the node's limit (limits.max_body_bytes)",
+                ))
+            }
             Err(rejection) => Err(ApiError::new(
                 rejection.status(),
                 "invalid-body",

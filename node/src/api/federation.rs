@@ -184,36 +184,76 @@ async fn withdraw(
     Ok(Json(entry_view(&entry)))
 }
 
-/// Re-publishes a dataset after a change if it is published and still complete; a deleted
-/// dataset (`withdraw`) is withdrawn.
+/// Re-publishes a dataset after a change if it is published; a deleted dataset (`withdraw`) is
+/// withdrawn. Returns what the federation has now, for the response: `{"published": false}`,
+/// `{"published": true, "seq": N}`, or the reason it still has the previous version.
 pub(super) async fn republish(
     state: &AppState,
     dataset: &crate::store::StoredDataset,
     withdraw: bool,
-) {
+) -> serde_json::Value {
+    let failed = |reason: String| {
+        tracing::error!(id = %dataset.record.id, %reason, "re-publishing failed");
+        json!({
+            "published": true,
+            "republished": false,
+            "error": format!("{reason}; the federation still has the previous version"),
+        })
+    };
     match state.federation.is_published(&dataset.record.id) {
         Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot tell whether the dataset is published");
-            return;
-        }
+        Ok(false) => return json!({ "published": false }),
+        Err(e) => return failed(format!("cannot tell whether the dataset is published: {e}")),
     }
-    if !withdraw && !dataset.record.missing_mandatory().is_empty() {
-        tracing::warn!(id = %dataset.record.id, "changed dataset lacks mandatory fields; not re-published");
-        return;
+    let missing = dataset.record.missing_mandatory();
+    if !withdraw && !missing.is_empty() {
+        return failed(format!(
+            "mandatory DCAT-AP.de fields are missing: {}",
+            missing.join(", ")
+        ));
     }
-    if let Err(e) = state
+    let policy = match policy_ref(state, &dataset.record.id) {
+        Ok(p) => p,
+        Err(e) => return failed(e.detail),
+    };
+    match state.federation.publish(dataset, policy, withdraw).await {
+        Ok(entry) => json!({ "published": !withdraw, "seq": entry.payload().seq }),
+        Err(e) => failed(e.to_string()),
+    }
+}
+
+/// Checks, before a change of a published dataset is stored, that the changed dataset can be
+/// re-published: its mandatory fields are there and its signed entry fits the limits.
+pub(super) fn check_republishable(
+    state: &AppState,
+    dataset: &crate::store::StoredDataset,
+) -> Result<(), crate::datasets::DatasetError> {
+    use crate::datasets::DatasetError;
+    let published = state
         .federation
-        .publish(
-            dataset,
-            policy_ref(state, &dataset.record.id).ok().flatten(),
-            withdraw,
-        )
-        .await
-    {
-        tracing::error!(id = %dataset.record.id, error = %e, "re-publishing failed");
+        .is_published(&dataset.record.id)
+        .map_err(|e| DatasetError::InvalidMetadata(e.to_string()))?;
+    if !published {
+        return Ok(());
     }
+    let missing = dataset.record.missing_mandatory();
+    if !missing.is_empty() {
+        return Err(DatasetError::InvalidMetadata(format!(
+            "the dataset is published, and the change would leave mandatory DCAT-AP.de fields \
+             missing: {}; withdraw it first",
+            missing.join(", ")
+        )));
+    }
+    let policy = policy_ref(state, &dataset.record.id)
+        .map_err(|e| DatasetError::InvalidMetadata(e.detail))?;
+    state
+        .federation
+        .check_publishable(dataset, policy)
+        .map_err(|e| {
+            DatasetError::InvalidMetadata(format!(
+                "the dataset is published, and the changed dataset cannot be re-published: {e}"
+            ))
+        })
 }
 
 /// The reference to a dataset's signed policy, for its catalog entry.

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): routes, shared state and the problem-document error type.
 
+mod answer;
 pub mod datasets;
 pub mod error;
 mod federation;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub federation: Arc<Federation>,
     /// The node's usage policies, agreements and audit log.
     pub policies: Arc<Policies>,
+    /// The query engine and its threads.
+    pub engine: crate::sql::Engine,
     /// What answering federated queries needs.
     pub provider: Arc<ProviderContext>,
     /// Whole-dataset transfers, as consumer and provider.
@@ -51,13 +54,13 @@ pub struct AppState {
     pub auth: Arc<Auth>,
 }
 
-/// Bodies other than uploads are small JSON documents.
-const JSON_BODY_LIMIT: usize = 1 << 20;
-
 /// The API's router. Every route needs the role `crate::auth::ROUTES` declares for it,
-/// checked by one `route_layer`.
+/// checked by one `route_layer`. Every request body is bounded (`limits.max_body_bytes`, uploads
+/// by `limits.max_upload_bytes` while they stream to disk), every error response is a problem
+/// document, and a handler that panics is answered with a 500 problem document.
 pub fn router(state: AppState) -> Router {
     let auth = state.auth.clone();
+    let body_limit = usize::try_from(state.config.limits.max_body_bytes).unwrap_or(usize::MAX);
     Router::new()
         .merge(node::routes())
         .merge(sql::routes())
@@ -65,10 +68,9 @@ pub fn router(state: AppState) -> Router {
         .merge(policy::routes())
         .merge(query::routes())
         .merge(transfers::routes())
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        // Uploads are bounded by `limits.max_upload_bytes` while they stream to disk.
-        .merge(datasets::routes().layer(DefaultBodyLimit::disable()))
+        .merge(datasets::routes())
         .merge(crate::auth::routes())
+        .layer(DefaultBodyLimit::max(body_limit))
         .route_layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             crate::auth::middleware,
@@ -80,6 +82,10 @@ pub fn router(state: AppState) -> Router {
                 "no such route; the API lives under /api/v1",
             )
         })
+        .layer(axum::middleware::map_response(error::as_problem))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panicked,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)

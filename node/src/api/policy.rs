@@ -76,8 +76,9 @@ async fn attach(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid-policy", "the policy must be UTF-8 JSON-LD"))?;
     let signed = state.policies.attach(&dataset.record.id, text)?;
-    super::federation::republish(&state, &dataset, false).await;
-    Ok(Json(view(&signed)))
+    let mut shown = view(&signed);
+    shown["federation"] = super::federation::republish(&state, &dataset, false).await;
+    Ok(Json(shown))
 }
 
 async fn agreements(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

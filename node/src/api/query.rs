@@ -76,15 +76,30 @@ async fn run(
             .map_or_else(|| state.config.name.clone(), |p| p.organisation.clone()),
     };
     let started = std::time::Instant::now();
-    let result = query::run(
-        &state.federation,
-        &state.provider,
-        state.identity.signing_key(),
-        &body.sql,
-        &options,
-        state.config.limits.sql_memory_bytes,
-    )
-    .await;
+    // Planned and merged on the query threads, like a local query.
+    let (federation, provider, identity) = (
+        state.federation.clone(),
+        state.provider.clone(),
+        state.identity.clone(),
+    );
+    let (sql_text, memory) = (body.sql.clone(), state.config.limits.sql_memory_bytes);
+    let limit = Duration::from_secs(state.config.limits.sql_timeout_secs);
+    let result = state
+        .engine
+        .pool()
+        .spawn(tokio::time::Instant::now() + limit, limit, async move {
+            Ok(query::run(
+                &federation,
+                &provider,
+                identity.signing_key(),
+                &sql_text,
+                &options,
+                memory,
+            )
+            .await)
+        })
+        .await
+        .unwrap_or_else(|e| Err(QueryError::Sql(e)));
     state
         .metrics
         .query_seconds

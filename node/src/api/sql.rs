@@ -1,7 +1,6 @@
 //! `POST /api/v1/sql`: local SQL over the node's datasets.
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
@@ -10,8 +9,7 @@ use serde::Deserialize;
 
 use super::error::{ApiJson, ApiQuery};
 use super::{ApiError, AppState};
-use crate::output::{self, OutputFormat};
-use crate::sql;
+use crate::output::OutputFormat;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/sql", post(run_sql))
@@ -55,28 +53,6 @@ pub(super) fn pick_format(
         .unwrap_or(OutputFormat::Json))
 }
 
-/// Runs a query under the node's limits and streams the result in `format`.
-pub(super) async fn stream_query(
-    state: &AppState,
-    sql_text: &str,
-    format: OutputFormat,
-) -> Result<Response, ApiError> {
-    let limits = &state.config.limits;
-    let deadline =
-        tokio::time::Instant::now() + std::time::Duration::from_secs(limits.sql_timeout_secs);
-    let stream = tokio::time::timeout_at(
-        deadline,
-        sql::query(&state.datasets, sql_text, limits.sql_memory_bytes),
-    )
-    .await
-    .map_err(|_| ApiError::from(sql::SqlError::Timeout(limits.sql_timeout_secs)))??;
-    let stream = sql::with_deadline(stream, deadline, limits.sql_timeout_secs);
-    Response::builder()
-        .header(header::CONTENT_TYPE, format.content_type())
-        .body(Body::from_stream(output::encode(stream, format)))
-        .map_err(ApiError::internal)
-}
-
 #[tracing::instrument(skip_all, fields(len = body.sql.len()))]
 async fn run_sql(
     State(state): State<AppState>,
@@ -85,5 +61,5 @@ async fn run_sql(
     ApiJson(body): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
     let format = pick_format(query.format.as_deref(), body.format, &headers)?;
-    stream_query(&state, &body.sql, format).await
+    super::answer::local_query(&state, body.sql, format).await
 }

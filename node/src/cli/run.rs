@@ -83,6 +83,9 @@ pub(super) fn run(data_dir: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = telemetry {
         t.shutdown();
     }
+    // Blocking work still running (an import's conversion) is not waited for: its files are
+    // removed as leftovers at the next start.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
 

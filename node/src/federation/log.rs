@@ -300,8 +300,41 @@ impl CatalogLog {
         policy: Option<allmende_protocol::PolicyRef>,
         now: u64,
     ) -> Result<SignedCatalogEntry, PublishError> {
-        let publisher = allmende_protocol::peer_id_of(&key.verifying_key());
         let _guard = self.guard();
+        let signed = self.sign_next(key, op, dataset, policy, now)?;
+        match self.append_locked(signed, now) {
+            Ok(Outcome::Applied(s)) => Ok(*s),
+            Ok(other) => Err(PublishError::Sign(format!(
+                "own entry not applied: {other:?}"
+            ))),
+            Err(Rejection::Store(e)) => Err(PublishError::Store(e)),
+            Err(e) => Err(PublishError::Sign(e.to_string())),
+        }
+    }
+
+    /// Checks that this node's next entry for `dataset` can be signed (it fits the envelope's
+    /// size limit), without appending it.
+    pub fn check_publishable(
+        &self,
+        key: &SigningKey,
+        dataset: allmende_protocol::dcat::DatasetRecord,
+        policy: Option<allmende_protocol::PolicyRef>,
+        now: u64,
+    ) -> Result<(), PublishError> {
+        self.sign_next(key, EntryOp::Update, dataset, policy, now)
+            .map(|_| ())
+    }
+
+    /// This node's next entry for `dataset`, signed.
+    fn sign_next(
+        &self,
+        key: &SigningKey,
+        op: EntryOp,
+        dataset: allmende_protocol::dcat::DatasetRecord,
+        policy: Option<allmende_protocol::PolicyRef>,
+        now: u64,
+    ) -> Result<SignedCatalogEntry, PublishError> {
+        let publisher = allmende_protocol::peer_id_of(&key.verifying_key());
         let head = self.head(&publisher)?;
         let entry = CatalogEntry {
             publisher,
@@ -314,15 +347,7 @@ impl CatalogLog {
                 .unwrap_or_default()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
-        let signed = Signed::sign(&entry, key).map_err(|e| PublishError::Sign(e.to_string()))?;
-        match self.append_locked(signed, now) {
-            Ok(Outcome::Applied(s)) => Ok(*s),
-            Ok(other) => Err(PublishError::Sign(format!(
-                "own entry not applied: {other:?}"
-            ))),
-            Err(Rejection::Store(e)) => Err(PublishError::Store(e)),
-            Err(e) => Err(PublishError::Sign(e.to_string())),
-        }
+        Signed::sign(&entry, key).map_err(|e| PublishError::Sign(e.to_string()))
     }
 
     /// The latest entry per (publisher, dataset id), for building the search index.

@@ -905,6 +905,17 @@ impl Federation {
         Ok(entry)
     }
 
+    /// Checks that `dataset` can be re-published as it is (its signed entry fits the limits).
+    pub fn check_publishable(
+        &self,
+        dataset: &StoredDataset,
+        policy: Option<allmende_protocol::PolicyRef>,
+    ) -> Result<(), FederationError> {
+        self.log
+            .check_publishable(&self.key, dataset.record.clone(), policy, now())
+            .map_err(|e| FederationError::Invalid(e.to_string()))
+    }
+
     /// Whether a dataset of this node is published.
     pub fn is_published(&self, id: &str) -> Result<bool, FederationError> {
         Ok(self

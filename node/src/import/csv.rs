@@ -12,9 +12,42 @@ use encoding_rs_io::DecodeReaderBytesBuilder;
 
 use super::infer::{Kind, classify};
 use super::{
-    BATCH_ROWS, Converted, Format, INFER_ROWS, ImportError, ParquetSink, arrow_invalid,
-    normalize_columns,
+    Converted, Format, INFER_ROWS, ImportError, ImportLimits, MAX_SAMPLE_BYTES, ParquetSink,
+    arrow_invalid, batch_rows, normalize_columns,
 };
+
+/// Longest line read, in bytes.
+const MAX_LINE_BYTES: u64 = 16 << 20;
+
+/// A reader that fails with `InvalidData` once a line grows beyond [`MAX_LINE_BYTES`], so that
+/// no record is buffered without bound.
+struct LineGuard<R> {
+    inner: R,
+    run: u64,
+}
+
+impl<R> LineGuard<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, run: 0 }
+    }
+}
+
+impl<R: Read> Read for LineGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match buf[..n].iter().rposition(|b| *b == b'\n') {
+            Some(i) => self.run = (n - 1 - i) as u64,
+            None => self.run += n as u64,
+        }
+        if self.run > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line is longer than {MAX_LINE_BYTES} bytes"),
+            ));
+        }
+        Ok(n)
+    }
+}
 
 /// The detected text encoding of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,11 +134,18 @@ pub(super) fn convert<R: Read>(
     src: &Path,
     reader: R,
     out: &Path,
+    limits: &ImportLimits,
 ) -> Result<Converted, ImportError> {
     let encoding = detect_encoding(src)?;
-    let mut head = BufReader::new(decoded(File::open(src)?, encoding));
+    let mut head = BufReader::new(decoded(File::open(src)?, encoding)).take(MAX_LINE_BYTES);
     let mut header = String::new();
     head.read_line(&mut header)?;
+    if !header.ends_with('\n') && header.len() as u64 >= MAX_LINE_BYTES {
+        return Err(ImportError::invalid(
+            Format::Csv,
+            format!("the header line is longer than {MAX_LINE_BYTES} bytes"),
+        ));
+    }
     if header.trim().is_empty() {
         return Err(ImportError::Empty("the CSV file has no header line".into()));
     }
@@ -115,21 +155,28 @@ pub(super) fn convert<R: Read>(
     let mut sample = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
-        .from_reader(decoded(File::open(src)?, encoding));
+        .from_reader(LineGuard::new(decoded(File::open(src)?, encoding)));
     let source_names: Vec<String> = sample
         .headers()
         .map_err(|e| csv_error(&e))?
         .iter()
         .map(str::to_owned)
         .collect();
+    limits.check_columns(source_names.len())?;
     let mut kinds = vec![Kind::Unknown; source_names.len()];
-    let mut sampled = 0usize;
+    let (mut sampled, mut sampled_bytes, mut widest) = (0usize, 0usize, 1usize);
     for record in sample.records().take(INFER_ROWS) {
         let record = record.map_err(|e| csv_error(&e))?;
         for (kind, value) in kinds.iter_mut().zip(record.iter()) {
             *kind = kind.merge(classify(value));
         }
         sampled += 1;
+        let bytes = record.as_slice().len() + record.len() * 16;
+        widest = widest.max(bytes);
+        sampled_bytes += bytes;
+        if sampled_bytes > MAX_SAMPLE_BYTES {
+            break;
+        }
     }
     if sampled == 0 {
         return Err(ImportError::Empty(
@@ -148,8 +195,11 @@ pub(super) fn convert<R: Read>(
     let batches = arrow::csv::ReaderBuilder::new(schema.clone())
         .with_header(true)
         .with_delimiter(delimiter)
-        .with_batch_size(BATCH_ROWS)
-        .build(BufReader::with_capacity(1 << 20, decoded(reader, encoding)))
+        .with_batch_size(batch_rows(widest))
+        .build(BufReader::with_capacity(
+            1 << 20,
+            LineGuard::new(decoded(reader, encoding)),
+        ))
         .map_err(|e| arrow_invalid(Format::Csv, e))?;
     let mut sink = ParquetSink::create(out, schema)?;
     for batch in batches {

@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 
 use super::infer::{Kind, classify};
 use super::{
-    BATCH_ROWS, Converted, Format, INFER_ROWS, ImportError, ParquetSink, arrow_invalid,
-    normalize_columns,
+    BATCH_ROWS, Converted, Format, INFER_ROWS, ImportError, ImportLimits, MAX_BATCH_BYTES,
+    MAX_SAMPLE_BYTES, ParquetSink, arrow_invalid, normalize_columns,
 };
 
 type Row = Map<String, Value>;
@@ -30,8 +30,25 @@ struct RowSink<'a> {
     columns: Vec<(String, Kind)>,
     index: HashMap<String, usize>,
     pending: Vec<Row>,
+    /// About how many bytes the pending rows hold.
+    pending_bytes: usize,
     writer: Option<(Decoder, ParquetSink, Vec<String>)>,
     count: u64,
+    limits: ImportLimits,
+}
+
+/// About how many bytes a row holds in memory.
+fn row_bytes(row: &Row) -> usize {
+    row.iter()
+        .map(|(k, v)| {
+            k.len()
+                + 32
+                + match v {
+                    Value::String(s) => s.len(),
+                    _ => 8,
+                }
+        })
+        .sum()
 }
 
 fn kind_of(value: &Value) -> Kind {
@@ -50,15 +67,17 @@ fn kind_of(value: &Value) -> Kind {
 }
 
 impl<'a> RowSink<'a> {
-    fn new(format: Format, out: &'a Path) -> Self {
+    fn new(format: Format, out: &'a Path, limits: ImportLimits) -> Self {
         Self {
             format,
             out,
             columns: Vec::new(),
             index: HashMap::new(),
             pending: Vec::new(),
+            pending_bytes: 0,
             writer: None,
             count: 0,
+            limits,
         }
     }
 
@@ -83,24 +102,26 @@ impl<'a> RowSink<'a> {
 
     fn push_row(&mut self, row: Row) -> Result<(), ImportError> {
         self.count += 1;
+        self.pending_bytes += row_bytes(&row);
         if self.writer.is_none() {
             for (key, value) in &row {
                 let kind = kind_of(value);
                 match self.index.get(key) {
                     Some(&i) => self.columns[i].1 = self.columns[i].1.merge(kind),
                     None => {
+                        self.limits.check_columns(self.columns.len() + 1)?;
                         self.index.insert(key.clone(), self.columns.len());
                         self.columns.push((key.clone(), kind));
                     }
                 }
             }
             self.pending.push(row);
-            if self.pending.len() >= INFER_ROWS {
+            if self.pending.len() >= INFER_ROWS || self.pending_bytes > MAX_SAMPLE_BYTES {
                 self.start()?;
             }
         } else {
             self.pending.push(row);
-            if self.pending.len() >= BATCH_ROWS {
+            if self.pending.len() >= BATCH_ROWS || self.pending_bytes > MAX_BATCH_BYTES {
                 self.flush()?;
             }
         }
@@ -144,6 +165,7 @@ impl<'a> RowSink<'a> {
             .zip(names.iter().map(String::as_str))
             .collect();
         let first = self.count - self.pending.len() as u64 + 1;
+        self.pending_bytes = 0;
         let rows: Vec<Row> = self
             .pending
             .drain(..)
@@ -155,8 +177,9 @@ impl<'a> RowSink<'a> {
                         None => Err(ImportError::invalid(
                             format,
                             format!(
-                                "record {} has field `{k}`, which none of the first {INFER_ROWS} \
-                                 records has",
+                                "record {} has field `{k}`, which none of the records read to \
+                                 infer the columns (the first {INFER_ROWS}, or fewer when they \
+                                 hold more than {MAX_SAMPLE_BYTES} bytes) has",
                                 first + i as u64
                             ),
                         )),
@@ -327,9 +350,10 @@ pub(super) fn convert<R: Read>(
     format: Format,
     reader: R,
     out: &Path,
+    limits: &ImportLimits,
 ) -> Result<Converted, ImportError> {
     let reader = BufReader::with_capacity(1 << 20, reader);
-    let mut sink = RowSink::new(format, out);
+    let mut sink = RowSink::new(format, out, *limits);
     let mut failed = None;
     let parse_error = |e: serde_json::Error| {
         if e.is_io() {

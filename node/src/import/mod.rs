@@ -33,6 +33,42 @@ pub(crate) const BATCH_ROWS: usize = 8192;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows read to infer column types before conversion starts.
 pub(crate) const INFER_ROWS: usize = 20_000;
+/// Most bytes of rows held while inferring column types; past it, the rows read so far decide.
+pub(crate) const MAX_SAMPLE_BYTES: usize = 64 << 20;
+/// Most bytes of source rows converted in one batch; wide or long rows make smaller batches.
+pub(crate) const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Bounds on what an import may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct ImportLimits {
+    /// Most columns (`limits.max_columns`).
+    pub max_columns: usize,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        Self { max_columns: 4096 }
+    }
+}
+
+impl ImportLimits {
+    /// Refuses `columns` columns if they are more than the limit.
+    pub(crate) fn check_columns(&self, columns: usize) -> Result<(), ImportError> {
+        if columns > self.max_columns {
+            return Err(ImportError::TooWide {
+                columns,
+                max: self.max_columns,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Rows per batch for rows of about `row_bytes` each: at most [`BATCH_ROWS`], and at most
+/// [`MAX_BATCH_BYTES`] together.
+pub(crate) fn batch_rows(row_bytes: usize) -> usize {
+    (MAX_BATCH_BYTES / row_bytes.max(1)).clamp(1, BATCH_ROWS)
+}
 
 /// The source formats the node imports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +178,14 @@ pub enum ImportError {
     /// The file has no columns or no rows.
     #[error("the file holds no data: {0}")]
     Empty(String),
+    /// The file has more columns than the node imports.
+    #[error("the file has {columns} columns; this node imports at most {max} (limits.max_columns)")]
+    TooWide {
+        /// Columns found (at least).
+        columns: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Reading or writing failed on the node's side.
     #[error("i/o error during import: {0}")]
     Io(#[from] std::io::Error),
@@ -224,6 +268,7 @@ pub fn convert(
     format: Format,
     src: &Path,
     out: &Path,
+    limits: &ImportLimits,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Converted, ImportError> {
     let file = File::open(src)?;
@@ -233,9 +278,11 @@ pub fn convert(
         progress,
     };
     match format {
-        Format::Csv => csv::convert(src, reader, out),
-        Format::GeoJson | Format::Json | Format::NdJson => json::convert(format, reader, out),
-        Format::Parquet => parquet::convert(src, out),
+        Format::Csv => csv::convert(src, reader, out, limits),
+        Format::GeoJson | Format::Json | Format::NdJson => {
+            json::convert(format, reader, out, limits)
+        }
+        Format::Parquet => parquet::convert(src, out, limits),
     }
 }
 
@@ -377,6 +424,9 @@ pub(crate) fn renamed(schema: &Schema, names: &[String]) -> SchemaRef {
 /// Maps an Arrow error raised while reading uploaded data.
 pub(crate) fn arrow_invalid(format: Format, e: ArrowError) -> ImportError {
     match e {
+        ArrowError::IoError(_, io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            ImportError::invalid(format, io)
+        }
         ArrowError::IoError(_, io) => ImportError::Io(io),
         other => ImportError::invalid(format, other),
     }

@@ -251,6 +251,9 @@ fn settle(
     }
 }
 
+/// Longest the merge of the members' answers may take.
+const MERGE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Runs a federated query.
 #[tracing::instrument(name = "federated_query", skip_all, fields(providers))]
 pub async fn run(
@@ -261,11 +264,12 @@ pub async fn run(
     options: &QueryOptions,
     memory_limit: u64,
 ) -> Result<Answer, QueryError> {
+    let planned = plan::plan(sql_text)?;
     let Plan {
         target,
         fragment,
         local_sql,
-    } = plan::plan(sql_text)?;
+    } = planned.clone();
     let providers = federation.providers(&target)?;
     tracing::Span::current().record("providers", providers.len());
     if providers.is_empty() {
@@ -382,17 +386,28 @@ pub async fn run(
     .map_err(|e| QueryError::Sql(SqlError::Internal(e.to_string())))?;
     let (schema, batches) = match merged {
         Some((schema, batches)) => {
-            let stream = sql::query_with(&local_sql, memory_limit, &|t| {
-                if t.table() == MERGED_TABLE && t.schema().is_none() {
-                    Ok(Source::Batches(schema.clone(), batches.clone()))
-                } else {
-                    Err(SqlError::Invalid(format!(
-                        "table `{t}` is not part of this federated query"
-                    )))
-                }
-            })
-            .await?;
-            sql::collect(stream).await?
+            let engine = local.engine().clone();
+            let limit = MERGE_TIMEOUT;
+            let merge = async move {
+                let stream = engine
+                    .query(&local_sql, memory_limit, &|t| {
+                        if t.table() == MERGED_TABLE && t.schema().is_none() {
+                            Ok(Source::Batches(schema.clone(), batches.clone()))
+                        } else {
+                            Err(SqlError::Invalid(format!(
+                                "table `{t}` is not part of this federated query"
+                            )))
+                        }
+                    })
+                    .await?;
+                sql::collect(stream).await
+            };
+            local
+                .engine()
+                .pool()
+                .spawn(tokio::time::Instant::now() + limit, limit, merge)
+                .await
+                .map_err(|e| humanized(&planned, e))?
         }
         None => (Arc::new(Schema::empty()), Vec::new()),
     };
@@ -402,6 +417,16 @@ pub async fn run(
         members,
         receipt,
     })
+}
+
+/// `e`, an error of the merge, in the query's own names.
+fn humanized(plan: &Plan, e: SqlError) -> SqlError {
+    match e {
+        SqlError::Invalid(m) => SqlError::Invalid(plan.humanize(&m)),
+        SqlError::Evaluation(m) => SqlError::Evaluation(plan.humanize(&m)),
+        SqlError::ResourcesExhausted(m) => SqlError::ResourcesExhausted(plan.humanize(&m)),
+        other => other,
+    }
 }
 
 /// Checks a provider's signed header against the request and the bytes.

@@ -38,6 +38,16 @@ pub enum Target {
     },
 }
 
+impl std::fmt::Display for Target {
+    /// The table as the query names it: `federation.<kind>` or `<member>.<dataset>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Federation { kind } => write!(f, "federation.{kind}"),
+            Self::Member { member, dataset } => write!(f, "{member}.{dataset}"),
+        }
+    }
+}
+
 /// A planned federated query.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -47,6 +57,28 @@ pub struct Plan {
     pub fragment: Fragment,
     /// The SQL that merges the answers (over [`MERGED_TABLE`]).
     pub local_sql: String,
+}
+
+impl Plan {
+    /// `message` (an error of the merge) with the merge's inner names replaced by what the
+    /// query names: the table, the partial aggregates and the group row count.
+    pub fn humanize(&self, message: &str) -> String {
+        let table = self.target.to_string();
+        let mut out = message
+            .replace(&format!("{MERGED_TABLE}."), &format!("{table}."))
+            .replace(MERGED_TABLE, &table);
+        // Highest index first, so that `__a1` does not rewrite the start of `__a12`.
+        for (i, a) in self.fragment.aggregates.iter().enumerate().rev() {
+            let func = match a.func {
+                AggregateFn::Count => "count",
+                AggregateFn::Sum => "sum",
+                AggregateFn::Min => "min",
+                AggregateFn::Max => "max",
+            };
+            out = out.replace(&format!("__a{i}"), &format!("{func}({})", a.column));
+        }
+        out.replace(super::provider::GROUP_ROWS, "count(*)")
+    }
 }
 
 /// Why a query cannot be planned.
@@ -157,6 +189,7 @@ fn conditions_of(e: &Expr) -> Option<Vec<Condition>> {
 /// The provider conditions of a row filter written as SQL (`year >= 2024 AND station = 'a'`):
 /// and-ed comparisons of a column with literals, `IN`, `BETWEEN` and null checks.
 pub fn filter_conditions(text: &str) -> Result<Vec<Condition>, PlanError> {
+    crate::sql::guard::check(text).map_err(|e| PlanError(e.to_string()))?;
     let expr = Parser::new(&GenericDialect {})
         .try_with_sql(text)
         .and_then(|mut p| p.parse_expr())
@@ -178,28 +211,33 @@ pub fn filter_conditions(text: &str) -> Result<Vec<Condition>, PlanError> {
     Ok(out)
 }
 
+/// The and-ed parts of `e`, in order; without recursion, so that a long chain of `AND`s
+/// cannot exhaust the stack.
 fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            conjuncts(*left, out);
-            conjuncts(*right, out);
+    let mut todo = vec![e];
+    while let Some(e) = todo.pop() {
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                todo.push(*right);
+                todo.push(*left);
+            }
+            Expr::Nested(inner)
+                if matches!(
+                    *inner,
+                    Expr::BinaryOp {
+                        op: BinaryOperator::And,
+                        ..
+                    }
+                ) =>
+            {
+                todo.push(*inner)
+            }
+            other => out.push(other),
         }
-        Expr::Nested(inner)
-            if matches!(
-                *inner,
-                Expr::BinaryOp {
-                    op: BinaryOperator::And,
-                    ..
-                }
-            ) =>
-        {
-            conjuncts(*inner, out)
-        }
-        other => out.push(other),
     }
 }
 
@@ -295,6 +333,7 @@ fn single_select(query: &mut Query) -> Result<&mut Select, PlanError> {
 
 /// Plans `sql`.
 pub fn plan(sql: &str) -> Result<Plan, PlanError> {
+    crate::sql::guard::check(sql).map_err(|e| PlanError(e.to_string()))?;
     let mut statements = Parser::parse_sql(&GenericDialect {}, sql)
         .map_err(|e| PlanError(format!("SQL syntax error: {e}")))?;
     if statements.len() != 1 {
@@ -467,6 +506,23 @@ pub fn plan(sql: &str) -> Result<Plan, PlanError> {
         if wildcard {
             return err("`*` cannot be combined with aggregates");
         }
+        // An aggregate without an alias is named as DataFusion would name it over the table
+        // itself (`count(*)`, `sum(federation.air.no2)`), not after the merge's inner names.
+        let table = target.to_string().to_lowercase();
+        for item in &mut select.projection {
+            if let SelectItem::UnnamedExpr(e) = item
+                && let Some(Ok((name, column))) = aggregate_call(e)
+            {
+                let shown = match column {
+                    None => format!("{name}(*)"),
+                    Some(c) => format!("{name}({table}.{})", c.to_lowercase()),
+                };
+                *item = SelectItem::ExprWithAlias {
+                    expr: e.clone(),
+                    alias: datafusion::sql::sqlparser::ast::Ident::with_quote('"', shown),
+                };
+            }
+        }
         let mut partial = |func: AggregateFn, column: &str| -> String {
             let a = Aggregate {
                 func,
@@ -529,6 +585,7 @@ pub fn plan(sql: &str) -> Result<Plan, PlanError> {
             fragment.limit = Some(n);
         }
     }
+    fragment.check().map_err(|e| PlanError(e.to_string()))?;
     Ok(Plan {
         target,
         fragment,

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use crate::datasets::Datasets;
 use crate::policies::{Policies, dataset_target};
-use crate::sql::{self, Source};
+use crate::sql::{Engine, Source, SqlError};
 use crate::store::StoredDataset;
 
 /// The column with each group's row count in aggregate answers.
@@ -40,6 +40,7 @@ pub const GROUP_ROWS: &str = "__n";
 
 /// What a provider needs to answer.
 pub struct ProviderContext {
+    engine: Engine,
     datasets: Arc<Datasets>,
     policies: Arc<Policies>,
     key: SigningKey,
@@ -53,10 +54,11 @@ pub struct ProviderContext {
 }
 
 impl ProviderContext {
-    /// What answering needs: the datasets, policies and key, and the limits of one fragment
-    /// (memory, time); at most `concurrent` fragments run at once, at most half of them (and at
-    /// least one) for one asker.
+    /// What answering needs: the engine, datasets, policies and key, and the limits of one
+    /// fragment (memory, time); at most `concurrent` fragments run at once, at most half of them
+    /// (and at least one) for one asker.
     pub fn new(
+        engine: Engine,
         datasets: Arc<Datasets>,
         policies: Arc<Policies>,
         key: SigningKey,
@@ -66,6 +68,7 @@ impl ProviderContext {
     ) -> Self {
         Self {
             me: allmende_protocol::peer_id_of(&key.verifying_key()),
+            engine,
             datasets,
             policies,
             key,
@@ -79,6 +82,11 @@ impl ProviderContext {
     /// The node's policies (and audit log).
     pub fn policies(&self) -> &Policies {
         &self.policies
+    }
+
+    /// The query engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The node's datasets.
@@ -583,6 +591,7 @@ async fn run(
     req: &QueryRequest,
     out: &mut Out<'_>,
 ) -> Result<(Decided, Answer), String> {
+    req.fragment.check().map_err(|e| e.to_string())?;
     let dataset = ctx
         .datasets
         .store()
@@ -641,41 +650,51 @@ async fn run(
         .acquire(remote.as_ref().map(|(peer, _)| peer), until)
         .await?;
     let aggregate = req.fragment.is_aggregate();
-    let run = async {
-        let mut stream = sql::query_with(&sql_text, ctx.memory_limit, &|_| {
-            Ok(Source::Parquet(path.clone()))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    // The fragment runs on the engine's threads; its Arrow IPC bytes come back in chunks.
+    let (chunks, mut produced) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let (engine, memory, k) = (ctx.engine.clone(), ctx.memory_limit, decided.k);
+    let running = ctx.engine.pool().spawn(until, timeout, async move {
+        let mut stream = engine
+            .query(&sql_text, memory, &|_| Ok(Source::Parquet(path.clone())))
+            .await?;
         let schema = stream.schema();
-        let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema)
-            .map_err(|e| e.to_string())?;
+        let ipc = |e: arrow::error::ArrowError| SqlError::Internal(e.to_string());
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(ipc)?;
         let (mut rows, mut suppressed) = (0u64, 0u64);
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| e.to_string())?;
+            let batch = batch?;
             let batch = if aggregate {
-                let (kept, dropped) = suppress(vec![batch], decided.k)?;
+                let (kept, dropped) = suppress(vec![batch], k).map_err(SqlError::Internal)?;
                 suppressed += dropped;
-                kept.into_iter().next().ok_or("suppression lost a batch")?
+                kept.into_iter()
+                    .next()
+                    .ok_or_else(|| SqlError::Internal("suppression lost a batch".into()))?
             } else {
                 batch
             };
             rows += batch.num_rows() as u64;
-            w.write(&batch).map_err(|e| e.to_string())?;
-            if w.get_ref().len() >= CHUNK {
-                out.push(std::mem::take(w.get_mut())).await?;
+            w.write(&batch).map_err(ipc)?;
+            if w.get_ref().len() >= CHUNK && chunks.send(std::mem::take(w.get_mut())).await.is_err()
+            {
+                return Err(SqlError::Cancelled);
             }
         }
-        w.finish().map_err(|e| e.to_string())?;
-        out.push(std::mem::take(w.get_mut())).await?;
-        Ok::<_, String>((rows, suppressed))
-    };
-    let (rows, suppressed) = tokio::time::timeout_at(until, run).await.map_err(|_| {
-        format!(
+        w.finish().map_err(ipc)?;
+        if chunks.send(std::mem::take(w.get_mut())).await.is_err() {
+            return Err(SqlError::Cancelled);
+        }
+        Ok((rows, suppressed))
+    });
+    while let Some(chunk) = produced.recv().await {
+        out.push(chunk).await?;
+    }
+    let (rows, suppressed) = running.await.map_err(|e| match e {
+        SqlError::Timeout(_) => format!(
             "the fragment did not finish within {} ms",
             timeout.as_millis()
-        )
-    })??;
+        ),
+        other => other.to_string(),
+    })?;
     if remote.is_some()
         && let Some(id) = policy.as_ref().and_then(|p| policy_id(p).ok())
     {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use super::FileStamp;
+use super::engine::FileStamp;
 
 /// Files up to this size on disk are decoded and kept.
 pub(super) const DECODE_FILES_UP_TO: u64 = 1 << 20;

@@ -321,15 +321,22 @@ impl Transfers {
     /// Starts a transfer: resolves the member's dataset, picks the agreement, records the
     /// transfer and starts receiving in the background.
     pub fn start(self: &Arc<Self>, order: TransferOrder) -> Result<TransferRecord, TransferError> {
-        let provider = self.resolve(&order.table)?;
-        let dataset = order.table.split_once('.').map_or("", |(_, d)| d);
-        let agreement = self.agreement_for(&provider, dataset, order.agreement.as_deref())?;
+        // The order's own input is checked before anything is looked up.
         let filter: Vec<Condition> = match order.filter.as_deref().map(str::trim) {
             Some(f) if !f.is_empty() => {
                 filter_conditions(f).map_err(|e| TransferError::Invalid(e.to_string()))?
             }
             _ => vec![],
         };
+        allmende_protocol::transfer::TransferView {
+            columns: order.columns.clone(),
+            filter: filter.clone(),
+        }
+        .check()
+        .map_err(|e| TransferError::Invalid(e.to_string()))?;
+        let provider = self.resolve(&order.table)?;
+        let dataset = order.table.split_once('.').map_or("", |(_, d)| d);
+        let agreement = self.agreement_for(&provider, dataset, order.agreement.as_deref())?;
         let record = TransferRecord {
             id: uuid::Uuid::new_v4().simple().to_string(),
             provider: provider.peer.to_string(),

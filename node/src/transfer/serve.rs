@@ -396,6 +396,7 @@ fn resolve_view(
     dataset: &StoredDataset,
     asked: &TransferView,
 ) -> Result<TransferView, Refusal> {
+    asked.check().map_err(|e| Refusal::Error(e.to_string()))?;
     let exists = |c: &str| dataset.schema.iter().any(|f| f.name == c);
     let permitted = permitted_columns(terms, dataset);
     for c in asked

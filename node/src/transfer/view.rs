@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::query::provider::{ProviderContext, fragment_sql};
-use crate::sql::{self, Source};
+use crate::sql::{Engine, Source, SqlError};
 use crate::store::StoredDataset;
 
 /// View files kept at most; older ones are removed first.
@@ -148,12 +148,27 @@ pub(crate) async fn prepare(
         ..Fragment::default()
     })?;
     let tmp = views_dir.join(format!("{key}.tmp-{}", uuid::Uuid::new_v4().simple()));
-    let written = tokio::time::timeout(
-        VIEW_TIMEOUT,
-        write_view(&sql_text, source, ctx.memory_limit(), format, &tmp),
-    )
-    .await
-    .unwrap_or_else(|_| Err(format!("writing the view took over {VIEW_TIMEOUT:?}")));
+    // On the engine's threads, within the time limit of a view.
+    let engine = ctx.engine().clone();
+    let (memory, target) = (ctx.memory_limit(), tmp.clone());
+    let written = ctx
+        .engine()
+        .pool()
+        .spawn(
+            tokio::time::Instant::now() + VIEW_TIMEOUT,
+            VIEW_TIMEOUT,
+            async move {
+                write_view(&engine, &sql_text, source, memory, format, &target)
+                    .await
+                    .map_err(SqlError::Internal)
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            SqlError::Timeout(_) => format!("writing the view took over {VIEW_TIMEOUT:?}"),
+            SqlError::Internal(m) => m,
+            other => other.to_string(),
+        });
     let (rows, size, sha256) = match written {
         Ok(w) => w,
         Err(e) => {
@@ -177,17 +192,19 @@ pub(crate) async fn prepare(
 /// Runs the view's SQL and writes its batches to `out` in `format` on a blocking thread, fed
 /// through a small channel so memory stays bounded; returns rows, bytes and SHA-256.
 async fn write_view(
+    engine: &Engine,
     sql_text: &str,
     source: PathBuf,
     memory_limit: u64,
     format: TransferFormat,
     out: &Path,
 ) -> Result<(u64, u64, [u8; 32]), String> {
-    let mut stream = sql::query_with(sql_text, memory_limit, &|_| {
-        Ok(Source::Parquet(source.clone()))
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let mut stream = engine
+        .query(sql_text, memory_limit, &|_| {
+            Ok(Source::Parquet(source.clone()))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     let schema = stream.schema();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
     let target = out.to_path_buf();

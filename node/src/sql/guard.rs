@@ -1,0 +1,145 @@
+//! Bounds on a query text, checked on its tokens before it is parsed: its length and the number
+//! of operators it holds. Every parser and planner entry (local SQL, federated SQL, transfer
+//! filters, the SQL a provider writes for a fragment) goes through [`check`] first.
+//!
+//! Why operators: the parser builds a chain such as `1+1+…+1` or `a=1 AND b=2 AND …` (also
+//! `UNION` chains, joins and casts) in a loop, as a tree as deep as the chain is long; planning,
+//! optimizing and dropping such a tree recurse once per level. Nesting (parentheses,
+//! subqueries, `NOT NOT …`) is bounded separately by the parser's recursion limit
+//! ([`MAX_NESTING`]). So a tree is at most about `MAX_OPERATORS + MAX_NESTING` deep, whatever
+//! the text.
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::SqlError;
+
+/// Longest query text accepted, in bytes.
+pub const MAX_SQL_BYTES: usize = 128 << 10;
+
+/// Most operators in one query text: binary and unary operators, `AND`/`OR`/`NOT`, `IS`,
+/// `LIKE`, `BETWEEN`, `IN`, casts (`::`), subscripts, set operators and joins.
+pub const MAX_OPERATORS: usize = 500;
+
+/// Deepest nesting of parentheses, subqueries and prefix operators (the parser's recursion
+/// limit, DataFusion's `sql_parser.recursion_limit`).
+pub const MAX_NESTING: usize = 50;
+
+/// Checks the length and the operator count of `sql` (a statement or an expression); returns
+/// the count.
+pub fn check(sql: &str) -> Result<usize, SqlError> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(SqlError::TooComplex(format!(
+            "the query text is {} bytes long; the limit is {MAX_SQL_BYTES} bytes",
+            sql.len()
+        )));
+    }
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| SqlError::Invalid(format!("SQL syntax error: {e}")))?;
+    let operators = tokens.iter().filter(|t| is_operator(t)).count();
+    if operators > MAX_OPERATORS {
+        return Err(SqlError::TooComplex(format!(
+            "the query holds {operators} operators (binary and set operators, AND/OR/NOT, \
+             comparisons, casts, joins); the limit is {MAX_OPERATORS}"
+        )));
+    }
+    Ok(operators)
+}
+
+/// Whether `token` may add a level to a chain the parser builds in a loop.
+fn is_operator(token: &Token) -> bool {
+    match token {
+        Token::Word(w) => matches!(
+            w.keyword,
+            Keyword::AND
+                | Keyword::OR
+                | Keyword::XOR
+                | Keyword::NOT
+                | Keyword::IS
+                | Keyword::LIKE
+                | Keyword::ILIKE
+                | Keyword::SIMILAR
+                | Keyword::RLIKE
+                | Keyword::REGEXP
+                | Keyword::BETWEEN
+                | Keyword::IN
+                | Keyword::COLLATE
+                | Keyword::AT
+                | Keyword::DIV
+                | Keyword::OVERLAPS
+                | Keyword::UNION
+                | Keyword::INTERSECT
+                | Keyword::EXCEPT
+                | Keyword::MINUS
+                | Keyword::JOIN
+        ),
+        Token::EOF
+        | Token::Number(..)
+        | Token::Char(_)
+        | Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_)
+        | Token::TripleSingleQuotedByteStringLiteral(_)
+        | Token::TripleDoubleQuotedByteStringLiteral(_)
+        | Token::SingleQuotedRawStringLiteral(_)
+        | Token::DoubleQuotedRawStringLiteral(_)
+        | Token::TripleSingleQuotedRawStringLiteral(_)
+        | Token::TripleDoubleQuotedRawStringLiteral(_)
+        | Token::NationalStringLiteral(_)
+        | Token::QuoteDelimitedStringLiteral(_)
+        | Token::NationalQuoteDelimitedStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_)
+        | Token::Comma
+        | Token::Whitespace(_)
+        | Token::LParen
+        | Token::RParen
+        | Token::Period
+        | Token::SemiColon
+        | Token::RBracket
+        | Token::LBrace
+        | Token::RBrace => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_chains_are_refused_before_parsing() {
+        let chain = |op: &str, n: usize| {
+            let terms = vec!["1"; n];
+            format!("SELECT {}", terms.join(op))
+        };
+        assert!(check(&chain("+", 400)).is_ok());
+        for op in ["+", " OR ", " AND ", " || ", "::int::"] {
+            let err = check(&chain(op, MAX_OPERATORS + 2)).unwrap_err();
+            assert!(matches!(err, SqlError::TooComplex(_)), "{op}: {err}");
+            assert!(err.to_string().contains("limit is 500"), "{err}");
+        }
+        let unions = vec!["SELECT 1"; MAX_OPERATORS + 2].join(" UNION ALL ");
+        assert!(check(&unions).is_err());
+    }
+
+    #[test]
+    fn long_lists_of_values_are_not_operators() {
+        let list: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+        let sql = format!("SELECT * FROM t WHERE a IN ({})", list.join(", "));
+        assert!(check(&sql).is_ok());
+    }
+
+    #[test]
+    fn long_texts_are_refused() {
+        let sql = format!("SELECT '{}'", "x".repeat(MAX_SQL_BYTES));
+        assert!(matches!(check(&sql), Err(SqlError::TooComplex(_))));
+    }
+}
