@@ -2,136 +2,23 @@
 //! peer get a signed error or denial and no data; permitted fragments get exactly what the
 //! policy allows.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use allmende::config::Config;
-use allmende::datasets::{Datasets, ImportRequest, MetadataInput};
-use allmende::policies::Policies;
-use allmende::query::provider::{ProviderContext, answer};
-use allmende::sql::{Engine, EngineConfig};
-use allmende::store::Store;
+use allmende_protocol::PeerId;
 use allmende_protocol::query::{
-    Aggregate, AggregateFn, AnswerHeader, AnswerStatus, CompareOp, Condition, Fragment, Literal,
-    QueryRequest, UserAssertion, batches_hash,
+    Aggregate, AggregateFn, AnswerStatus, CompareOp, Condition, Fragment, Literal,
 };
-use allmende_protocol::{PeerId, Signed, SigningKey};
+use common::{Provider, ask, assertion, now, provider_peer, provider_with, request};
 
 const CSV: &str = "station,kind,value\na,x,1\na,x,2\na,y,3\na,y,4\na,y,5\nb,x,6\nb,x,7\n";
 
-struct Provider {
-    _dir: tempfile::TempDir,
-    ctx: ProviderContext,
-    id: String,
-}
-
 fn provider(policy: &str) -> Provider {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Arc::new(Config::new("Stadt Würzburg".into(), "09663".into()));
-    let store = Arc::new(Store::open(dir.path(), true).unwrap());
-    let datasets = Arc::new(Datasets::new(
-        dir.path().to_path_buf(),
-        store.clone(),
-        config,
-    ));
-    datasets.recover().unwrap();
-    let src = dir.path().join("src.csv");
-    std::fs::write(&src, CSV).unwrap();
-    let dataset = datasets
-        .import(
-            ImportRequest {
-                source: src,
-                file_name: Some("values.csv".into()),
-                format: None,
-                metadata: MetadataInput {
-                    slug: Some("values".into()),
-                    ..MetadataInput::default()
-                },
-                version_of: None,
-            },
-            &|_| {},
-        )
-        .unwrap();
-    let key = SigningKey::from_bytes(&[9; 32]);
-    let policies = Arc::new(Policies::open(store, key.clone()).unwrap());
-    policies.attach(&dataset.record.id, policy).unwrap();
-    Provider {
-        _dir: dir,
-        ctx: ProviderContext::new(
-            Engine::new(&EngineConfig::default()).unwrap(),
-            datasets,
-            policies,
-            key,
-            64 << 20,
-            Duration::from_secs(5),
-            2,
-        ),
-        id: dataset.record.id,
-    }
+    provider_with(CSV, policy)
 }
 
 const AGGREGATE_K3: &str = r#"{"@context": ["http://www.w3.org/ns/odrl.jsonld", {"allm": "urn:allmende:odrl:"}],
   "@type": "Offer", "uid": "urn:t:k3", "permission": [{"action": "aggregate", "constraint": [
   {"leftOperand": "allm:minGroupSize", "operator": "gteq", "rightOperand": 3}]}]}"#;
-
-const ASKER: [u8; 32] = [4; 32];
-
-fn now() -> u64 {
-    allmende::federation::now()
-}
-
-fn assertion(audience: PeerId, issued: u64, expires: u64, nonce: u8) -> Vec<u8> {
-    let a = UserAssertion {
-        subject: "pseudonym".into(),
-        organisation: "Stadt Münster".into(),
-        roles: vec!["researcher".into()],
-        purpose: None,
-        audience,
-        issued,
-        expires,
-        nonce: [nonce; 32],
-    };
-    Signed::sign(&a, &SigningKey::from_bytes(&ASKER))
-        .unwrap()
-        .to_bytes()
-}
-
-fn provider_peer() -> PeerId {
-    allmende_protocol::peer_id_of(&SigningKey::from_bytes(&[9; 32]).verifying_key())
-}
-
-static NONCE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
-
-fn request(id: &str, fragment: Fragment) -> QueryRequest {
-    let nonce = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    QueryRequest {
-        query_hash: [1; 32],
-        dataset: id.into(),
-        fragment,
-        assertion: assertion(provider_peer(), now(), now() + 60, nonce).into(),
-        deadline_ms: 3000,
-        traceparent: None,
-    }
-}
-
-async fn ask(p: &Provider, req: QueryRequest) -> (AnswerHeader, Vec<u8>) {
-    let asker = allmende_protocol::peer_id_of(&SigningKey::from_bytes(&ASKER).verifying_key());
-    // The answer's bytes arrive in chunks while it is produced; the header comes last.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let collect = tokio::spawn(async move {
-        let mut bytes = Vec::new();
-        while let Some(chunk) = rx.recv().await {
-            bytes.extend_from_slice(&chunk);
-        }
-        bytes
-    });
-    let header = answer(&p.ctx, asker, None, req, &tx).await;
-    drop(tx);
-    let bytes: Vec<u8> = collect.await.unwrap();
-    let header: Signed<AnswerHeader> = Signed::from_bytes(&header, 1 << 20).unwrap();
-    assert_eq!(header.payload().batches_hash, batches_hash(&bytes));
-    (header.payload().clone(), bytes)
-}
 
 fn count(field: &str) -> Aggregate {
     Aggregate {
@@ -258,14 +145,17 @@ async fn expired_misdirected_and_replayed_assertions_are_refused() {
     };
     let t = now();
     let cases = [
-        ("expired", assertion(provider_peer(), t - 600, t - 400, 201)),
+        (
+            "expired",
+            assertion(provider_peer(), t - 600, t - 400, u64::MAX - 1),
+        ),
         (
             "valid for too long",
-            assertion(provider_peer(), t, t + 3600, 202),
+            assertion(provider_peer(), t, t + 3600, u64::MAX - 2),
         ),
         (
             "for another provider",
-            assertion(PeerId::random(), t, t + 60, 203),
+            assertion(PeerId::random(), t, t + 60, u64::MAX - 3),
         ),
         ("not an assertion", vec![1, 2, 3]),
     ];
@@ -277,7 +167,7 @@ async fn expired_misdirected_and_replayed_assertions_are_refused() {
         assert!(data.is_empty(), "{what}");
     }
     let mut first = request(&p.id, fragment.clone());
-    first.assertion = assertion(provider_peer(), t, t + 60, 204).into();
+    first.assertion = assertion(provider_peer(), t, t + 60, u64::MAX - 4).into();
     let replay = first.clone();
     assert_eq!(ask(&p, first).await.0.status, AnswerStatus::Ok);
     let (header, _) = ask(&p, replay).await;

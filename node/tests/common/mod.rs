@@ -1,0 +1,142 @@
+//! What the in-process provider tests share: a provider with one imported dataset under a
+//! policy, requests signed by a fixed asker, and asking.
+
+#![allow(dead_code, reason = "each test crate uses a part of it")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use allmende::config::Config;
+use allmende::datasets::{Datasets, ImportRequest, MetadataInput};
+use allmende::policies::Policies;
+use allmende::query::provider::{ProviderContext, answer};
+use allmende::sql::{Engine, EngineConfig};
+use allmende::store::Store;
+use allmende_protocol::query::{AnswerHeader, Fragment, QueryRequest, UserAssertion, batches_hash};
+use allmende_protocol::{PeerId, Signed, SigningKey};
+
+/// A provider and the id of its one dataset.
+pub struct Provider {
+    _dir: tempfile::TempDir,
+    /// What answers.
+    pub ctx: ProviderContext,
+    /// The dataset's id.
+    pub id: String,
+}
+
+/// A provider whose dataset `values` is `csv`, under `policy`.
+pub fn provider_with(csv: &str, policy: &str) -> Provider {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Arc::new(Config::new("Stadt Würzburg".into(), "09663".into()));
+    let store = Arc::new(Store::open(dir.path(), true).unwrap());
+    let datasets = Arc::new(Datasets::new(
+        dir.path().to_path_buf(),
+        store.clone(),
+        config,
+    ));
+    datasets.recover().unwrap();
+    let src = dir.path().join("src.csv");
+    std::fs::write(&src, csv).unwrap();
+    let dataset = datasets
+        .import(
+            ImportRequest {
+                source: src,
+                file_name: Some("values.csv".into()),
+                format: None,
+                metadata: MetadataInput {
+                    slug: Some("values".into()),
+                    ..MetadataInput::default()
+                },
+                version_of: None,
+            },
+            &|_| {},
+        )
+        .unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let policies = Arc::new(Policies::open(store, key.clone()).unwrap());
+    policies.attach(&dataset.record.id, policy).unwrap();
+    Provider {
+        _dir: dir,
+        ctx: ProviderContext::new(
+            Engine::new(&EngineConfig {
+                threads: 2,
+                ..EngineConfig::default()
+            })
+            .unwrap(),
+            datasets,
+            policies,
+            key,
+            64 << 20,
+            Duration::from_secs(5),
+            4,
+        ),
+        id: dataset.record.id,
+    }
+}
+
+/// The asker's key.
+pub const ASKER: [u8; 32] = [4; 32];
+
+/// The current time in Unix seconds.
+pub fn now() -> u64 {
+    allmende::federation::now()
+}
+
+/// An assertion of the asker for `audience`, valid from `issued` to `expires`, with `nonce`.
+pub fn assertion(audience: PeerId, issued: u64, expires: u64, nonce: u64) -> Vec<u8> {
+    let mut n = [0u8; 32];
+    n[..8].copy_from_slice(&nonce.to_le_bytes());
+    let a = UserAssertion {
+        subject: "pseudonym".into(),
+        organisation: "Stadt Münster".into(),
+        roles: vec!["researcher".into()],
+        purpose: None,
+        audience,
+        issued,
+        expires,
+        nonce: n,
+    };
+    Signed::sign(&a, &SigningKey::from_bytes(&ASKER))
+        .unwrap()
+        .to_bytes()
+}
+
+/// The provider's PeerId.
+pub fn provider_peer() -> PeerId {
+    allmende_protocol::peer_id_of(&SigningKey::from_bytes(&[9; 32]).verifying_key())
+}
+
+static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A request for `fragment` over dataset `id`, with a fresh assertion.
+pub fn request(id: &str, fragment: Fragment) -> QueryRequest {
+    let nonce = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    QueryRequest {
+        query_hash: [1; 32],
+        dataset: id.into(),
+        fragment,
+        assertion: assertion(provider_peer(), now(), now() + 60, nonce).into(),
+        deadline_ms: 3000,
+        traceparent: None,
+    }
+}
+
+/// Asks the provider; its signed header (checked against the bytes) and the answer's bytes.
+pub async fn ask(p: &Provider, req: QueryRequest) -> (AnswerHeader, Vec<u8>) {
+    let asker = allmende_protocol::peer_id_of(&SigningKey::from_bytes(&ASKER).verifying_key());
+    // The answer's bytes arrive in chunks while it is produced; the header comes last.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let collect = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            bytes.extend_from_slice(&chunk);
+        }
+        bytes
+    });
+    let header = answer(&p.ctx, asker, None, req, &tx).await;
+    drop(tx);
+    let bytes: Vec<u8> = collect.await.unwrap();
+    let header: Signed<AnswerHeader> = Signed::from_bytes(&header, 1 << 20).unwrap();
+    assert_eq!(header.payload().batches_hash, batches_hash(&bytes));
+    (header.payload().clone(), bytes)
+}
