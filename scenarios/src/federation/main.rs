@@ -37,6 +37,7 @@ mod netns;
 mod partition;
 mod propagation;
 mod query;
+mod saturation;
 mod smoke;
 
 use std::path::PathBuf;
@@ -74,7 +75,7 @@ pub(crate) struct Args {
     pub(crate) p2p: String,
 }
 
-const CASES: [&str; 7] = [
+const CASES: [&str; 8] = [
     "smoke",
     "propagation",
     "partition",
@@ -82,9 +83,10 @@ const CASES: [&str; 7] = [
     "query",
     "churn",
     "join",
+    "saturation",
 ];
 
-const USAGE: &str = "usage: federation --case smoke|propagation|partition|idle|query|churn|join \
+const USAGE: &str = "usage: federation --case smoke|propagation|partition|idle|query|churn|join|saturation \
 [--nodes N] [--updates K] [--repeats R] [--partition-secs S] [--idle-secs S] \
 [--queries Q] [--deadline-ms MS] [--blackhole-queries B] [--flood-secs S] [--flood-clients C] \
 [--churn-secs S] [--initial K] [--sync-interval-ms MS] [--results DIR] [--work DIR] [--seed N] \
@@ -146,6 +148,7 @@ fn args() -> anyhow::Result<Args> {
     if a.nodes == 0 {
         a.nodes = match a.case.as_str() {
             "smoke" => 5,
+            "saturation" => 3,
             "churn" | "join" => 50,
             _ => 20,
         };
@@ -202,6 +205,7 @@ fn run() -> anyhow::Result<ExitCode> {
         "query" => query::case(&a, &events),
         "churn" => churn::case(&a, &events),
         "join" => join::case(&a, &events),
+        "saturation" => saturation::case(&a, &events),
         _ => smoke::case(&a, &events),
     };
     events.flush();
