@@ -187,6 +187,12 @@ impl Engine {
         &self.0
     }
 
+    /// Where the engine's queries spill (for tests).
+    #[cfg(test)]
+    pub(super) fn spill_dirs(&self) -> Vec<PathBuf> {
+        self.0.state.runtime_env().disk_manager.temp_dir_paths()
+    }
+
     /// Runs the read-only query `sql`, resolving each table it names with `resolve`, under a
     /// memory limit; returns the result as a stream of batches. Called on the query threads
     /// ([`QueryPool::spawn`]).

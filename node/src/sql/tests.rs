@@ -317,3 +317,49 @@ fn the_longest_chains_the_guard_lets_through_plan_and_run_on_a_quarter_of_a_quer
         assert!(rows.is_ok(), "{}: {rows:?}", &sql[..60]);
     }
 }
+
+#[tokio::test]
+async fn a_large_sort_spills_under_the_spill_dir_and_nowhere_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("tmp/spill");
+    let e = Engine::new(&EngineConfig {
+        threads: 1,
+        spill_dir: Some(spill.clone()),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let path = dir.path().join("t.parquet");
+    write(&path, "a", spread(3_000_000));
+    // 24 MB for 3 M values to sort: the sort spills, and succeeds only because it may.
+    let stream = e
+        .query("SELECT a FROM t ORDER BY a DESC", 24 << 20, &|_| {
+            Ok(Source::Parquet(path.clone()))
+        })
+        .await
+        .unwrap();
+    let (_, batches) = collect(stream).await.unwrap();
+    assert_eq!(
+        batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        3_000_000
+    );
+    let dirs = e.spill_dirs();
+    assert!(
+        !dirs.is_empty() && dirs.iter().all(|d| d.starts_with(&spill)),
+        "{dirs:?}"
+    );
+    // Without a spill dir the same sort fails on its memory limit instead.
+    let none = engine();
+    let stream = none
+        .query("SELECT a FROM t ORDER BY a DESC", 24 << 20, &|_| {
+            Ok(Source::Parquet(path.clone()))
+        })
+        .await;
+    let failed = match stream {
+        Ok(s) => collect(s).await.err(),
+        Err(e) => Some(e),
+    };
+    assert!(
+        matches!(failed, Some(SqlError::ResourcesExhausted(_))),
+        "{failed:?}"
+    );
+}
