@@ -96,8 +96,8 @@ fn rows() -> Vec<Row> {
     let mut rng = Rng(7);
     (1..=400)
         .map(|id| Row {
-            station: *rng.pick(&STATIONS),
-            kind: *rng.pick(&KINDS),
+            station: rng.pick(&STATIONS),
+            kind: rng.pick(&KINDS),
             hour: rng.below(24) as i64,
             value: (!rng.chance(10)).then(|| rng.below(1000) as i64),
             id,
@@ -326,7 +326,7 @@ fn literal_for(rng: &mut Rng, column: &str) -> Literal {
 }
 
 fn any_column(rng: &mut Rng) -> &'static str {
-    *rng.pick(&["station", "kind", "hour", "value", "id", "secret"])
+    rng.pick(&["station", "kind", "hour", "value", "id", "secret"])
 }
 
 fn condition(rng: &mut Rng, column: &str) -> Condition {
