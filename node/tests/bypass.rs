@@ -49,8 +49,8 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
     }
 
     fn chance(&mut self, percent: u64) -> bool {
@@ -311,7 +311,7 @@ fn literal_for(rng: &mut Rng, column: &str) -> Literal {
             &KINDS
         };
         Literal::Text(if rng.chance(90) {
-            (*rng.pick(pool)).to_owned()
+            rng.pick(pool).to_owned()
         } else {
             "q' OR '1'='1".into()
         })
@@ -341,7 +341,7 @@ fn condition(rng: &mut Rng, column: &str) -> Condition {
         CompareOp::IsNotNull,
         CompareOp::In,
     ];
-    let op = *rng.pick(&ops);
+    let op = rng.pick(&ops);
     let values = match op {
         CompareOp::IsNull | CompareOp::IsNotNull => vec![],
         CompareOp::In => (0..1 + rng.below(4))
@@ -372,7 +372,7 @@ fn raw_fragment(rng: &mut Rng) -> Fragment {
         AggregateFn::Max,
     ];
     for _ in 0..rng.below(4) {
-        let func = *rng.pick(&funcs);
+        let func = rng.pick(&funcs);
         let pool: &[&str] = if matches!(func, AggregateFn::Sum) {
             &INT_COLUMNS
         } else {
@@ -380,12 +380,12 @@ fn raw_fragment(rng: &mut Rng) -> Fragment {
         };
         f.aggregates.push(Aggregate {
             func,
-            column: (*rng.pick(pool)).into(),
+            column: rng.pick(pool).into(),
         });
     }
     for _ in 0..rng.below(3) {
         let column = if rng.chance(60) && !f.group_by.is_empty() {
-            rng.pick(&f.group_by).clone()
+            f.group_by[rng.below(f.group_by.len())].clone()
         } else {
             any_column(rng).to_owned()
         };
@@ -408,14 +408,14 @@ fn raw_fragment(rng: &mut Rng) -> Fragment {
 
 /// A query a researcher could write to get around the policy.
 fn attempt(rng: &mut Rng) -> String {
-    let table = *rng.pick(&["m.values", "m.values AS v", "m.values v"]);
+    let table = rng.pick(&["m.values", "m.values AS v", "m.values v"]);
     let column = || {
         [
             "station", "kind", "hour", "value", "id", "secret", "v.secret", "v.id",
         ]
     };
     let item = |rng: &mut Rng| -> String {
-        let c = *rng.pick(&column());
+        let c = rng.pick(&column());
         match rng.below(12) {
             0 => c.to_owned(),
             1 => format!("{c} AS s"),
@@ -441,7 +441,7 @@ fn attempt(rng: &mut Rng) -> String {
     }
     let conds: Vec<String> = (0..rng.below(3))
         .map(|_| {
-            let c = *rng.pick(&column());
+            let c = rng.pick(&column());
             match rng.below(8) {
                 0 => format!("{c} = {}", rng.below(401)),
                 1 => format!("{c} > {}", rng.below(1000)),
