@@ -1,11 +1,12 @@
 //! What one federated member spends answering a small fragment: DataFusion over a 24-row
 //! Parquet file (the federation scenario's dataset), from the fragment to the last batch.
 //! `cargo bench -p allmende --bench fragment`.
+#![expect(missing_docs, reason = "criterion's macros define the bench functions")]
 
 use std::sync::Arc;
 
 use allmende::query::provider::fragment_sql;
-use allmende::sql::{self, Source};
+use allmende_data::sql::{self, Source};
 use allmende_protocol::query::{Aggregate, AggregateFn, CompareOp, Condition, Fragment, Literal};
 use arrow::array::{Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};

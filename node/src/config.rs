@@ -590,6 +590,23 @@ impl Config {
         self.telemetry.validate()
     }
 
+    /// How the node's datasets are described and imported.
+    pub fn dataset_settings(&self) -> allmende_data::datasets::DatasetSettings {
+        allmende_data::datasets::DatasetSettings {
+            publisher: allmende_data::datasets::Publisher {
+                name: self.name.clone(),
+                district_key: self.district_key.clone(),
+                uri: self.publisher.uri.clone(),
+                contact_email: self.publisher.contact_email.clone(),
+                contact_name: self.publisher.contact_name.clone(),
+            },
+            public_url: self.public_url(),
+            import: allmende_data::import::ImportLimits {
+                max_columns: self.limits.max_columns,
+            },
+        }
+    }
+
     /// The base URL under which the API is reached, without a trailing slash.
     pub fn public_url(&self) -> String {
         match &self.http.public_url {

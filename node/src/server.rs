@@ -8,12 +8,12 @@ use std::time::Instant;
 use crate::api::{self, AppState};
 use crate::auth::{Auth, AuthError};
 use crate::config::{Config, ConfigError, Overrides};
-use crate::datasets::{DatasetError, Datasets};
 use crate::federation::{Federation, FederationError, NetworkError};
 use crate::identity::{Identity, IdentityError};
 use crate::policies::{Policies, PolicyError};
-use crate::sql::{Engine, EngineConfig, SqlError};
-use crate::store::{Store, StoreError};
+use allmende_data::datasets::{DatasetError, Datasets};
+use allmende_data::sql::{Engine, EngineConfig, SqlError};
+use allmende_store::{Store, StoreError};
 
 /// Errors starting or running a node.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +74,11 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
     let identity = Arc::new(Identity::load(data_dir)?);
     let auth = Arc::new(Auth::open(&config, data_dir, &identity)?);
     let store = Arc::new(Store::open(data_dir, false)?);
-    let datasets = Datasets::new(data_dir.to_path_buf(), store.clone(), config.clone());
+    let datasets = Datasets::new(
+        data_dir.to_path_buf(),
+        store.clone(),
+        config.dataset_settings(),
+    );
     for path in datasets.recover()? {
         tracing::warn!(path = %path.display(), "removed a file left by an interrupted import");
     }
@@ -95,8 +99,8 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
         max_local_queries: config.limits.max_local_queries,
         spill_dir: Some(
             data_dir
-                .join(crate::datasets::TMP_DIR)
-                .join(crate::datasets::SPILL_DIR),
+                .join(allmende_data::datasets::TMP_DIR)
+                .join(allmende_data::datasets::SPILL_DIR),
         ),
         spill_bytes: config.limits.spill_bytes,
     })?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use allmende::api::{self, AppState};
 use allmende::config::Config;
 use allmende::identity::Identity;
-use allmende::store::Store;
+use allmende_store::Store;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -160,7 +160,7 @@ impl Node {
             files_under(&self.dir.path().join("datasets")),
             std::fs::read_dir(self.dir.path().join("tmp"))
                 .unwrap()
-                .filter(|e| e.as_ref().unwrap().file_name() != allmende::datasets::SPILL_DIR)
+                .filter(|e| e.as_ref().unwrap().file_name() != allmende_data::datasets::SPILL_DIR)
                 .count(),
         )
     }

@@ -15,7 +15,7 @@ use allmende::api::{self, AppState};
 use allmende::auth::{Role, token};
 use allmende::config::Config;
 use allmende::identity::Identity;
-use allmende::store::Store;
+use allmende_store::Store;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;

@@ -9,7 +9,7 @@ use allmende::api::AppState;
 use allmende::config::Config;
 use allmende::federation::{MemberCard, SearchQuery};
 use allmende::identity::Identity;
-use allmende::store::Store;
+use allmende_store::Store;
 
 struct Node {
     _dir: tempfile::TempDir,
@@ -110,11 +110,11 @@ async fn publish(n: &Node, title: &str) {
     std::fs::write(&src, "a,b\n1,2\n").unwrap();
     let dataset = datasets
         .import(
-            allmende::datasets::ImportRequest {
+            allmende_data::datasets::ImportRequest {
                 source: src,
                 file_name: Some("d.csv".into()),
                 format: None,
-                metadata: allmende::datasets::MetadataInput {
+                metadata: allmende_data::datasets::MetadataInput {
                     title: Some(title.into()),
                     description: Some("Beschreibung".into()),
                     license: Some("cc-by/4.0".into()),

@@ -2,6 +2,7 @@
 //! policy size, single and batched signature verification, audit appends with checkpoints.
 //!
 //! `cargo bench -p allmende-policy -- --quick` (the latency percentiles are printed too).
+#![expect(missing_docs, reason = "criterion's macros define the bench functions")]
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -104,7 +104,7 @@ pub enum ChainError {
 
 impl Signed<CatalogEntry> {
     /// Checks that the envelope's signer is the entry's publisher.
-    #[allow(
+    #[expect(
         clippy::result_large_err,
         reason = "the error names both peers; chain checks are not a hot path"
     )]
@@ -123,7 +123,7 @@ impl Signed<CatalogEntry> {
     ///
     /// Verifies the signer of this entry (and of `prev`), the publisher's continuity, the
     /// sequence number and the `prev` hash.
-    #[allow(
+    #[expect(
         clippy::result_large_err,
         reason = "the error names both peers; chain checks are not a hot path"
     )]

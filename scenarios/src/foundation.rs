@@ -116,7 +116,7 @@ fn generate_csv(path: &Path, size_mb: u64) -> anyhow::Result<u64> {
     // About 52 bytes a row: rows = size / 52, spread over 250 stations.
     let stations = 250u32;
     let days = ((size_mb << 20) / 52 / 24 / u64::from(stations)).max(1) as u32;
-    let spec = allmende::sample::Spec {
+    let spec = allmende_data::sample::Spec {
         district_key: "05515".into(),
         start: chrono::NaiveDate::from_ymd_opt(2015, 1, 1).context("date")?,
         days,
@@ -125,7 +125,7 @@ fn generate_csv(path: &Path, size_mb: u64) -> anyhow::Result<u64> {
     };
     let tmp = path.with_extension("partial");
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-    allmende::sample::write_traffic(&spec, &mut out)?;
+    allmende_data::sample::write_traffic(&spec, &mut out)?;
     out.flush()?;
     drop(out);
     std::fs::rename(&tmp, path)?;
@@ -208,11 +208,11 @@ fn main() -> anyhow::Result<()> {
     let out = a.work.join("allmende-out.parquet");
     let cpu0 = cpu_secs_self();
     let t0 = Instant::now();
-    let converted = allmende::import::convert(
-        allmende::import::Format::Csv,
+    let converted = allmende_data::import::convert(
+        allmende_data::import::Format::Csv,
         &csv,
         &out,
-        &allmende::import::ImportLimits::default(),
+        &allmende_data::import::ImportLimits::default(),
         &|_| {},
     )?;
     let secs = t0.elapsed().as_secs_f64();

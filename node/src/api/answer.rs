@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{ApiError, AppState};
-use crate::output::{Encoder, OutputFormat};
-use crate::sql::pool::Running;
-use crate::sql::{self, SqlError};
+use allmende_data::output::{Encoder, OutputFormat};
+use allmende_data::sql::pool::Running;
+use allmende_data::sql::{self, SqlError};
 
 /// Bytes of an answer held back before its status is sent.
 pub const HELD_BYTES: usize = 4 << 20;

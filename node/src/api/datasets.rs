@@ -17,8 +17,8 @@ use tokio_util::io::ReaderStream;
 use super::error::{ApiJson, ApiQuery};
 use super::sql::{FormatQuery, pick_format};
 use super::{ApiError, AppState};
-use crate::datasets::{ImportRequest, MetadataInput};
-use crate::store::StoredDataset;
+use allmende_data::datasets::{ImportRequest, MetadataInput};
+use allmende_store::StoredDataset;
 
 pub(super) fn routes() -> Router<AppState> {
     // Uploads are bounded by `limits.max_upload_bytes` while they stream to disk; every other
@@ -55,9 +55,9 @@ pub struct DatasetView<'a> {
     /// The DCAT-AP.de record.
     pub record: &'a allmende_protocol::dcat::DatasetRecord,
     /// Columns.
-    pub schema: &'a [crate::store::Field],
+    pub schema: &'a [allmende_store::Field],
     /// The import that made the current version.
-    pub source: &'a crate::store::SourceInfo,
+    pub source: &'a allmende_store::SourceInfo,
     /// Mandatory DCAT-AP.de fields still missing before the dataset can be published.
     pub missing: Vec<String>,
 }
@@ -109,7 +109,7 @@ async fn show(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/ld+json"));
     if wants_ld {
-        let doc = crate::dcat::to_jsonld(&dataset.record, &state.config.public_url());
+        let doc = allmende_data::dcat::to_jsonld(&dataset.record, &state.config.public_url());
         return Ok((
             [(header::CONTENT_TYPE, "application/ld+json")],
             doc.to_string(),
@@ -282,7 +282,7 @@ async fn save_field(
 
 /// Longest form field of an upload other than the file and `metadata`, in bytes (the
 /// description's limit).
-const MAX_FORM_FIELD_BYTES: usize = crate::datasets::MAX_DESCRIPTION_BYTES;
+const MAX_FORM_FIELD_BYTES: usize = allmende_data::datasets::MAX_DESCRIPTION_BYTES;
 
 /// Most form fields of an upload besides the file.
 const MAX_FORM_FIELDS: usize = 64;

@@ -5,9 +5,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::datasets::DatasetError;
-use crate::import::ImportError;
-use crate::sql::SqlError;
+use allmende_data::datasets::DatasetError;
+use allmende_data::import::ImportError;
+use allmende_data::sql::SqlError;
 
 /// An API error: a status, a problem type and a human-readable detail.
 #[derive(Debug)]

@@ -189,7 +189,7 @@ async fn withdraw(
 /// `{"published": true, "seq": N}`, or the reason it still has the previous version.
 pub(super) async fn republish(
     state: &AppState,
-    dataset: &crate::store::StoredDataset,
+    dataset: &allmende_store::StoredDataset,
     withdraw: bool,
 ) -> serde_json::Value {
     let failed = |reason: String| {
@@ -226,9 +226,9 @@ pub(super) async fn republish(
 /// re-published: its mandatory fields are there and its signed entry fits the limits.
 pub(super) fn check_republishable(
     state: &AppState,
-    dataset: &crate::store::StoredDataset,
-) -> Result<(), crate::datasets::DatasetError> {
-    use crate::datasets::DatasetError;
+    dataset: &allmende_store::StoredDataset,
+) -> Result<(), allmende_data::datasets::DatasetError> {
+    use allmende_data::datasets::DatasetError;
     let published = state
         .federation
         .is_published(&dataset.record.id)

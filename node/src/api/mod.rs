@@ -19,11 +19,11 @@ use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::datasets::Datasets;
 use crate::federation::Federation;
 use crate::identity::Identity;
 use crate::policies::Policies;
 use crate::query::provider::ProviderContext;
+use allmende_data::datasets::Datasets;
 
 pub use error::ApiError;
 
@@ -41,7 +41,7 @@ pub struct AppState {
     /// The node's usage policies, agreements and audit log.
     pub policies: Arc<Policies>,
     /// The query engine and its threads.
-    pub engine: crate::sql::Engine,
+    pub engine: allmende_data::sql::Engine,
     /// What answering federated queries needs.
     pub provider: Arc<ProviderContext>,
     /// Whole-dataset transfers, as consumer and provider.

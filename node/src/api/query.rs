@@ -14,8 +14,8 @@ use serde_json::json;
 use super::error::ApiJson;
 use super::{ApiError, AppState};
 use crate::metrics::Status;
-use crate::output::OutputFormat;
 use crate::query::{self, QueryError, QueryOptions};
+use allmende_data::output::OutputFormat;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/query", post(run))
@@ -139,7 +139,7 @@ async fn run(
     if format == OutputFormat::Json {
         let body_bytes: Vec<u8> = {
             use futures::StreamExt;
-            let chunks: Vec<_> = crate::output::encode(stream, OutputFormat::Json)
+            let chunks: Vec<_> = allmende_data::output::encode(stream, OutputFormat::Json)
                 .collect()
                 .await;
             let mut out = Vec::new();
@@ -165,6 +165,8 @@ async fn run(
         .header(header::CONTENT_TYPE, format.content_type())
         .header("x-allmende-members", members)
         .header("x-allmende-receipt", receipt)
-        .body(Body::from_stream(crate::output::encode(stream, format)))
+        .body(Body::from_stream(allmende_data::output::encode(
+            stream, format,
+        )))
         .map_err(ApiError::internal)
 }

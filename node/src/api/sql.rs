@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::{ApiJson, ApiQuery};
 use super::{ApiError, AppState};
-use crate::output::OutputFormat;
+use allmende_data::output::OutputFormat;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/sql", post(run_sql))

@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::auth::token;
 use crate::config::{Config, Overrides};
 use crate::identity::{Identity, KEY_FILE};
-use crate::store::Store;
+use allmende_store::Store;
 
 /// Arguments of `allmende init`.
 #[derive(Debug, clap::Args)]

@@ -230,7 +230,7 @@ pub(super) async fn audit(
         return Ok(report(&client.get("/api/v1/audit/verify").await?));
     }
     let identity = crate::identity::Identity::load(data_dir)?;
-    let store = Arc::new(crate::store::Store::open_read_only(data_dir)?);
+    let store = Arc::new(allmende_store::Store::open_read_only(data_dir)?);
     let r = crate::policies::verify_offline(store, &identity.peer_id())?;
     Ok(report(&json!({
         "intact": r.is_intact(),

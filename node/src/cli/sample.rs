@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::Subcommand;
 
-use crate::sample::{self, Spec};
+use allmende_data::sample::{self, Spec};
 
 /// What to generate for one city.
 #[derive(Debug, clap::Args)]

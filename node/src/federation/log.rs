@@ -1,10 +1,8 @@
 //! The replicated catalog: every member's append-only log of signed entries, as this node holds
 //! it, with the checks that keep malicious or broken peers from corrupting it.
 //!
-//! Keys in the store (hex = lower-case hex of the publisher's PeerId bytes):
-//! `fed/entry/<hex>/<seq:020>` → [`StoredEntry`]; `fed/head/<hex>` → [`HeadRecord`];
-//! `fed/evidence/<hex>/<seq:020>/<hash>` → a conflicting entry's bytes;
-//! `fed/flag/<hex>` → why the publisher is flagged.
+//! In the store ([`allmende_store::keys::fed`]): each entry as a [`StoredEntry`], each
+//! publisher's head, conflicting entries as evidence, and why a publisher is flagged.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +13,8 @@ use allmende_protocol::{MAX_ENVELOPE_BYTES, OpenError, PeerId, Signed, SigningKe
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::store::{Store, StoreError};
+use allmende_store::keys::{Key, fed, peer_of};
+use allmende_store::{Store, StoreError};
 
 /// An entry as stored: its exact signed bytes and when this node received it (Unix seconds).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,30 +74,11 @@ pub enum Rejection {
     Store(#[from] StoreError),
 }
 
-fn hex_of(peer: &PeerId) -> String {
-    hex::encode(peer.to_bytes())
-}
-
-fn entry_key(peer: &PeerId, seq: u64) -> Vec<u8> {
-    format!("fed/entry/{}/{seq:020}", hex_of(peer)).into_bytes()
-}
-
-fn head_key(peer: &PeerId) -> Vec<u8> {
-    format!("fed/head/{}", hex_of(peer)).into_bytes()
-}
-
-fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Encoding plain structs of integers and byte strings into a Vec cannot fail.
-    let _ = ciborium::into_writer(value, &mut out);
-    out
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    ciborium::from_reader(bytes).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        message: e.to_string(),
-    })
+fn corrupt(key: &Key, message: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key.as_bytes()).into_owned(),
+        message: message.to_string(),
+    }
 }
 
 /// The replicated catalog log.
@@ -126,20 +106,12 @@ impl CatalogLog {
     }
 
     fn head(&self, publisher: &PeerId) -> Result<Option<HeadRecord>, StoreError> {
-        let key = head_key(publisher);
-        self.store
-            .get_raw(&key)?
-            .map(|b| decode(&key, &b))
-            .transpose()
+        self.store.get_cbor(&fed::head(publisher))
     }
 
     /// The stored entry `seq` of `publisher`.
     pub fn entry(&self, publisher: &PeerId, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
-        let key = entry_key(publisher, seq);
-        self.store
-            .get_raw(&key)?
-            .map(|b| decode(&key, &b))
-            .transpose()
+        self.store.get_cbor(&fed::entry(publisher, seq))
     }
 
     /// Up to `limit` entries of `publisher` from `from` on.
@@ -149,33 +121,34 @@ impl CatalogLog {
         from: u64,
         limit: u32,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        let prefix = format!("fed/entry/{}/", hex_of(publisher)).into_bytes();
         self.store
-            .scan(&prefix, &entry_key(publisher, from), limit as usize)?
+            .scan(
+                &fed::entries_of(publisher),
+                Some(&fed::entry(publisher, from)),
+                limit as usize,
+            )?
             .into_iter()
-            .map(|(k, v)| decode(&k, &v))
+            .map(|(k, v)| ciborium::from_reader(v.as_slice()).map_err(|e| corrupt(&k, e)))
             .collect()
     }
 
-    /// Every publisher's head: the version vector.
+    /// Every publisher's head: the version vector (one record per member, read page by page).
     pub fn digest(&self, roster_version: u64) -> Result<Digest, StoreError> {
         let mut heads = Vec::new();
-        for (key, value) in self.store.scan(b"fed/head/", b"fed/head/", usize::MAX)? {
-            let record: HeadRecord = decode(&key, &value)?;
-            let hex = String::from_utf8_lossy(&key["fed/head/".len()..]).into_owned();
-            let publisher = hex::decode(&hex)
-                .ok()
-                .and_then(|b| PeerId::from_bytes(&b).ok())
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    message: "not a PeerId".into(),
-                })?;
+        self.store.scan_all(&fed::HEADS, |key, value| {
+            let record: HeadRecord =
+                ciborium::from_reader(value.as_slice()).map_err(|e| corrupt(&key, e))?;
+            let publisher = fed::HEADS
+                .rest(&key)
+                .and_then(peer_of)
+                .ok_or_else(|| corrupt(&key, "not a PeerId"))?;
             heads.push(Head {
                 publisher,
                 seq: record.seq,
                 hash: record.hash,
             });
-        }
+            Ok(())
+        })?;
         heads.sort_by_key(|h| h.publisher.to_bytes());
         Ok(Digest {
             roster_version,
@@ -185,19 +158,15 @@ impl CatalogLog {
 
     /// Why `publisher` is flagged, if it is.
     pub fn flagged(&self, publisher: &PeerId) -> Result<Option<String>, StoreError> {
-        let key = format!("fed/flag/{}", hex_of(publisher)).into_bytes();
         Ok(self
             .store
-            .get_raw(&key)?
+            .get_bytes(&fed::flag(publisher))?
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// Number of conflicting entries kept as evidence.
     pub fn evidence_count(&self) -> Result<usize, StoreError> {
-        Ok(self
-            .store
-            .scan(b"fed/evidence/", b"fed/evidence/", usize::MAX)?
-            .len())
+        self.store.count(&fed::EVIDENCE)
     }
 
     /// Offers an entry received from a peer. `roster` is the current membership, `now` the time
@@ -239,14 +208,13 @@ impl CatalogLog {
             if held.is_some_and(|h| h.bytes.as_slice() == signed.as_bytes()) {
                 return Ok(Outcome::Duplicate);
             }
-            let hash = hex::encode(signed.hash());
-            let evidence =
-                format!("fed/evidence/{}/{seq:020}/{hash}", hex_of(&publisher)).into_bytes();
-            let flag = format!("fed/flag/{}", hex_of(&publisher)).into_bytes();
             let reason = format!("signed two different entries with seq {seq}");
-            self.store.write_raw(&[
-                (evidence, Some(signed.to_bytes())),
-                (flag, Some(reason.into_bytes())),
+            self.store.write(vec![
+                (
+                    fed::evidence(&publisher, seq, &signed.hash()),
+                    Some(signed.to_bytes()),
+                ),
+                (fed::flag(&publisher), Some(reason.into_bytes())),
             ])?;
             return Err(Rejection::Equivocation { publisher, seq });
         }
@@ -256,19 +224,13 @@ impl CatalogLog {
         let prev = match have {
             0 => None,
             n => {
+                let key = fed::entry(&publisher, n);
                 let held = self
                     .entry(&publisher, n)?
-                    .ok_or_else(|| StoreError::Corrupt {
-                        key: String::from_utf8_lossy(&entry_key(&publisher, n)).into_owned(),
-                        message: "head names an entry that is missing".into(),
-                    })?;
+                    .ok_or_else(|| corrupt(&key, "head names an entry that is missing"))?;
                 Some(
-                    Signed::<CatalogEntry>::from_bytes(&held.bytes, MAX_ENVELOPE_BYTES).map_err(
-                        |e| StoreError::Corrupt {
-                            key: String::from_utf8_lossy(&entry_key(&publisher, n)).into_owned(),
-                            message: e.to_string(),
-                        },
-                    )?,
+                    Signed::<CatalogEntry>::from_bytes(&held.bytes, MAX_ENVELOPE_BYTES)
+                        .map_err(|e| corrupt(&key, e))?,
                 )
             }
         };
@@ -283,11 +245,15 @@ impl CatalogLog {
             seq,
             hash: signed.hash(),
         };
-        self.store.write_raw(&[
-            (entry_key(&publisher, seq), Some(cbor(&stored))),
-            (head_key(&publisher), Some(cbor(&head))),
+        let entry_key = fed::entry(&publisher, seq);
+        let head_key = fed::head(&publisher);
+        let stored_bytes = Store::cbor(&entry_key, &stored)?;
+        let head_bytes = Store::cbor(&head_key, &head)?;
+        self.store.write(vec![
+            (entry_key, Some(stored_bytes)),
+            (head_key, Some(head_bytes)),
         ])?;
-        *self.cached() = None;
+        self.keep_latest(&signed, now);
         Ok(Outcome::Applied(Box::new(signed)))
     }
 
@@ -359,22 +325,41 @@ impl CatalogLog {
         let _guard = self.guard();
         let mut latest: std::collections::HashMap<(PeerId, String), (SignedCatalogEntry, u64)> =
             std::collections::HashMap::new();
-        for (key, value) in self.store.scan(b"fed/entry/", b"fed/entry/", usize::MAX)? {
-            let stored: StoredEntry = decode(&key, &value)?;
+        self.store.scan_all(&fed::ENTRIES, |key, value| {
+            let stored: StoredEntry =
+                ciborium::from_reader(value.as_slice()).map_err(|e| corrupt(&key, e))?;
             let signed = SignedCatalogEntry::from_bytes(&stored.bytes, MAX_ENVELOPE_BYTES)
-                .map_err(|e| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| corrupt(&key, e))?;
             let k = (
                 signed.payload().publisher,
                 signed.payload().dataset.id.clone(),
             );
             latest.insert(k, (signed, stored.received));
-        }
+            Ok(())
+        })?;
         let latest: LatestEntries = Arc::new(latest.into_values().collect());
         *self.cached() = Some(latest.clone());
         Ok(latest)
+    }
+
+    /// Puts an appended entry into the kept latest entries (the caller holds the append lock),
+    /// so that a change does not make the next query read the whole log again.
+    fn keep_latest(&self, signed: &SignedCatalogEntry, received: u64) {
+        let mut cached = self.cached();
+        let Some(latest) = cached.as_ref() else {
+            return;
+        };
+        let e = signed.payload();
+        let mut next: Vec<(SignedCatalogEntry, u64)> = latest
+            .iter()
+            .filter(|(held, _)| {
+                let h = held.payload();
+                h.publisher != e.publisher || h.dataset.id != e.dataset.id
+            })
+            .cloned()
+            .collect();
+        next.push((signed.clone(), received));
+        *cached = Some(Arc::new(next));
     }
 
     fn cached(&self) -> std::sync::MutexGuard<'_, Option<LatestEntries>> {

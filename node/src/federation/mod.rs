@@ -22,14 +22,12 @@ use allmende_protocol::{PeerId, SigningKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::store::{Store, StoreError, StoredDataset};
+use allmende_store::keys::fed;
+use allmende_store::{MAX_PAGE, Store, StoreError, StoredDataset};
 pub use log::{CatalogLog, Outcome, Rejection};
 pub use network::{NetworkError, spawn};
 pub use search::{CatalogIndex, SearchQuery, SearchResult};
 
-const ROSTER_KEY: &[u8] = b"fed/roster";
-const LEFT_KEY: &[u8] = b"fed/left";
-const PUBLISHED_PREFIX: &str = "fed/published/";
 /// Most characters of a provider's refusal kept in the asker's answer.
 const MAX_REASON_CHARS: usize = 200;
 /// How often a stream is asked for when its connection closes before it opens.
@@ -396,16 +394,16 @@ impl Federation {
         external: Vec<String>,
         store: Arc<Store>,
     ) -> Result<Self, FederationError> {
-        let roster = match store.get_raw(ROSTER_KEY)? {
+        let roster = match store.get_bytes(&fed::roster())? {
             Some(bytes) => Some(SignedRoster::from_bytes(&bytes)?),
             None => None,
         };
-        let left = store.get_raw(LEFT_KEY)?.is_some();
+        let left = store.get_bytes(&fed::left())?.is_some();
         let log = CatalogLog::new(store.clone());
         let index = CatalogIndex::new()?;
         index.apply(&log.latest_entries()?)?;
         let mut pending = BTreeMap::new();
-        for (_, bytes) in store.scan(b"fed/pending/", b"fed/pending/", 1000)? {
+        for (_, bytes) in store.scan(&fed::PENDING, None, MAX_PAGE)? {
             if let Ok(p) = SignedRoster::from_bytes(&bytes) {
                 pending.insert(p.hash(), p);
             }
@@ -595,8 +593,8 @@ impl Federation {
 
     fn keep_pending(&self, proposal: &SignedRoster) -> Result<(), FederationError> {
         let hash = proposal.hash();
-        let key = format!("fed/pending/{}", hex::encode(hash)).into_bytes();
-        self.store.write_raw(&[(key, Some(proposal.to_bytes()?))])?;
+        self.store
+            .write(vec![(fed::pending(&hash), Some(proposal.to_bytes()?))])?;
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -637,23 +635,20 @@ impl Federation {
 
     fn install(&self, roster: SignedRoster) -> Result<(), FederationError> {
         let version = roster.roster().version;
-        let mut ops = vec![(ROSTER_KEY.to_vec(), Some(roster.to_bytes()?))];
+        let mut ops = vec![(fed::roster(), Some(roster.to_bytes()?))];
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|hash, p| {
             let keep = p.roster().version > version;
             if !keep {
-                ops.push((
-                    format!("fed/pending/{}", hex::encode(hash)).into_bytes(),
-                    None,
-                ));
+                ops.push((fed::pending(hash), None));
             }
             keep
         });
         if roster.roster().contains(&self.peer_id) {
-            ops.push((LEFT_KEY.to_vec(), None));
+            ops.push((fed::left(), None));
             *self.left.write().unwrap_or_else(|p| p.into_inner()) = false;
         }
-        self.store.write_raw(&ops)?;
+        self.store.write(ops)?;
         tracing::info!(federation = %roster.roster().federation, version,
             members = roster.roster().members.len(), "roster installed");
         *self.roster.write().unwrap_or_else(|p| p.into_inner()) = Some(roster);
@@ -843,8 +838,7 @@ impl Federation {
         let proposal = self
             .propose_change(Vec::new(), vec![self.peer_id.to_string()])
             .await?;
-        self.store
-            .write_raw(&[(LEFT_KEY.to_vec(), Some(b"1".to_vec()))])?;
+        self.store.write(vec![(fed::left(), Some(b"1".to_vec()))])?;
         *self.left.write().unwrap_or_else(|p| p.into_inner()) = true;
         self.roster_changed().await?;
         Ok(proposal)
@@ -880,8 +874,8 @@ impl Federation {
         withdraw: bool,
     ) -> Result<SignedCatalogEntry, FederationError> {
         let id = &dataset.record.id;
-        let marker = format!("{PUBLISHED_PREFIX}{id}").into_bytes();
-        let published = self.store.get_raw(&marker)?.is_some();
+        let marker = fed::published(id);
+        let published = self.store.get_bytes(&marker)?.is_some();
         let op = match (withdraw, published) {
             (true, false) => {
                 return Err(FederationError::Invalid(format!(
@@ -897,7 +891,7 @@ impl Federation {
             .publish(&self.key, op, dataset.record.clone(), policy, now())
             .map_err(|e| FederationError::Invalid(e.to_string()))?;
         self.store
-            .write_raw(&[(marker, (!withdraw).then(|| b"1".to_vec()))])?;
+            .write(vec![(marker, (!withdraw).then(|| b"1".to_vec()))])?;
         self.index.apply(&[(entry.clone(), now())])?;
         if let Some(h) = self.handle() {
             h.send(Command::Announce(entry.to_bytes())).await?;
@@ -918,10 +912,7 @@ impl Federation {
 
     /// Whether a dataset of this node is published.
     pub fn is_published(&self, id: &str) -> Result<bool, FederationError> {
-        Ok(self
-            .store
-            .get_raw(format!("{PUBLISHED_PREFIX}{id}").as_bytes())?
-            .is_some())
+        Ok(self.store.get_bytes(&fed::published(id))?.is_some())
     }
 
     /// Offers an entry received from the network; indexes it when applied.

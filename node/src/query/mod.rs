@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_bytes::ByteBuf;
 
 use crate::federation::{Federation, FederationError, Provider};
-use crate::sql::{self, Source, SqlError};
+use allmende_data::sql::{self, Source, SqlError};
 use plan::{MEMBER_COLUMN, MERGED_TABLE, Plan, PlanError};
 use provider::ProviderContext;
 
@@ -145,7 +145,7 @@ pub fn member_name(organisation: &str) -> String {
             name = rest.to_owned();
         }
     }
-    crate::import::normalize_columns(&[name]).remove(0)
+    allmende_data::import::normalize_columns(&[name]).remove(0)
 }
 
 fn with_member(batch: &RecordBatch, member: &str) -> Result<RecordBatch, String> {

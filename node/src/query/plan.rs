@@ -189,7 +189,7 @@ fn conditions_of(e: &Expr) -> Option<Vec<Condition>> {
 /// The provider conditions of a row filter written as SQL (`year >= 2024 AND station = 'a'`):
 /// and-ed comparisons of a column with literals, `IN`, `BETWEEN` and null checks.
 pub fn filter_conditions(text: &str) -> Result<Vec<Condition>, PlanError> {
-    crate::sql::guard::check(text).map_err(|e| PlanError(e.to_string()))?;
+    allmende_data::sql::guard::check(text).map_err(|e| PlanError(e.to_string()))?;
     let expr = Parser::new(&GenericDialect {})
         .try_with_sql(text)
         .and_then(|mut p| p.parse_expr())
@@ -333,7 +333,7 @@ fn single_select(query: &mut Query) -> Result<&mut Select, PlanError> {
 
 /// Plans `sql`.
 pub fn plan(sql: &str) -> Result<Plan, PlanError> {
-    crate::sql::guard::check(sql).map_err(|e| PlanError(e.to_string()))?;
+    allmende_data::sql::guard::check(sql).map_err(|e| PlanError(e.to_string()))?;
     let mut statements = Parser::parse_sql(&GenericDialect {}, sql)
         .map_err(|e| PlanError(format!("SQL syntax error: {e}")))?;
     if statements.len() != 1 {

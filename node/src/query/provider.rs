@@ -30,10 +30,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-use crate::datasets::Datasets;
 use crate::policies::{Policies, dataset_target};
-use crate::sql::{Engine, Source, SqlError};
-use crate::store::StoredDataset;
+use allmende_data::datasets::Datasets;
+use allmende_data::sql::{Engine, Source, SqlError};
+use allmende_store::StoredDataset;
 
 /// The column with each group's row count in aggregate answers.
 pub const GROUP_ROWS: &str = "__n";
@@ -248,7 +248,7 @@ pub fn fragment_sql(f: &Fragment) -> Result<String, String> {
 }
 
 /// Every column the fragment touches.
-pub fn columns_used(f: &Fragment, schema: &[crate::store::Field]) -> Vec<String> {
+pub fn columns_used(f: &Fragment, schema: &[allmende_store::Field]) -> Vec<String> {
     let mut cols: Vec<String> = if f.columns.is_empty() && !f.is_aggregate() {
         schema.iter().map(|c| c.name.clone()).collect()
     } else {
@@ -317,8 +317,8 @@ fn decide_for(
     }
     let mut compiled = compile([PolicyEntry::signed(policy).map_err(|e| e.to_string())?])
         .map_err(|e| e.to_string())?;
-    for r in ctx.policies.revocations().map_err(|e| e.to_string())? {
-        compiled.revocations_mut().insert(r);
+    for r in ctx.policies.revocations().iter() {
+        compiled.revocations_mut().insert(r.clone());
     }
     let mut request = Request::new(
         if aggregate {

@@ -37,7 +37,8 @@ use crate::federation::ratelimit::RateLimiter;
 use crate::policies::Policies;
 use crate::query::plan::{Target, filter_conditions};
 use crate::query::provider::ProviderContext;
-use crate::store::{Store, StoreError};
+use allmende_store::keys::transfer;
+use allmende_store::{Store, StoreError};
 
 /// Transfers served at once by a provider.
 const SERVING: usize = 4;
@@ -178,10 +179,6 @@ impl std::fmt::Debug for Transfers {
     }
 }
 
-fn key_of(id: &str) -> Vec<u8> {
-    format!("transfer/{id}").into_bytes()
-}
-
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -234,7 +231,9 @@ impl Transfers {
     fn save(&self, record: &TransferRecord) -> Result<(), TransferError> {
         let bytes =
             serde_json::to_vec(record).map_err(|e| TransferError::Invalid(e.to_string()))?;
-        Ok(self.store.write_raw(&[(key_of(&record.id), Some(bytes))])?)
+        Ok(self
+            .store
+            .write(vec![(transfer::record(&record.id), Some(bytes))])?)
     }
 
     fn decode(id: &str, bytes: &[u8]) -> Result<TransferRecord, TransferError> {
@@ -250,7 +249,7 @@ impl Transfers {
     pub fn get(&self, id: &str) -> Result<TransferRecord, TransferError> {
         let bytes = self
             .store
-            .get_raw(&key_of(id))?
+            .get_bytes(&transfer::record(id))?
             .ok_or_else(|| TransferError::NotFound(format!("no transfer `{id}`")))?;
         Self::decode(id, &bytes)
     }
@@ -258,11 +257,16 @@ impl Transfers {
     /// Every transfer this node asked for, newest first.
     pub fn list(&self) -> Result<Vec<TransferRecord>, TransferError> {
         let mut out = Vec::new();
-        for (k, v) in self.store.scan(b"transfer/", b"transfer/", usize::MAX)? {
-            out.push(Self::decode(
-                &String::from_utf8_lossy(&k["transfer/".len()..]),
-                &v,
-            )?);
+        let mut failed = None;
+        self.store.scan_all(&transfer::ALL, |k, v| {
+            match Self::decode(transfer::ALL.rest(&k).unwrap_or_default(), &v) {
+                Ok(record) => out.push(record),
+                Err(e) => failed = Some(e),
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         out.sort_by(|a, b| b.created.cmp(&a.created));
         Ok(out)
@@ -450,7 +454,7 @@ impl Transfers {
                 _ => {}
             }
         }
-        Ok(self.store.write_raw(&[(key_of(id), None)])?)
+        Ok(self.store.write(vec![(transfer::record(id), None)])?)
     }
 
     /// Continues the transfers a restart interrupted; run once the network is up.

@@ -24,7 +24,7 @@ use super::view::{self, ServedFile, permitted_columns};
 use crate::federation::frames::{read_frame, write_frame};
 use crate::policies::dataset_target;
 use crate::query::provider::UsageCounts;
-use crate::store::StoredDataset;
+use allmende_store::StoredDataset;
 
 /// Longest wait for the request frame.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -262,12 +262,8 @@ async fn prepare(
         authority: vec![t.me, peer],
     }])
     .map_err(|e| Refusal::Error(e.to_string()))?;
-    for r in t
-        .policies
-        .revocations()
-        .map_err(|e| Refusal::Error(e.to_string()))?
-    {
-        compiled.revocations_mut().insert(r);
+    for r in t.policies.revocations().iter() {
+        compiled.revocations_mut().insert(r.clone());
     }
     let mut req = Request::new(
         Action::Read,

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::query::provider::{ProviderContext, fragment_sql};
-use crate::sql::{Engine, Source, SqlError};
-use crate::store::StoredDataset;
+use allmende_data::sql::{Engine, Source, SqlError};
+use allmende_store::StoredDataset;
 
 /// View files kept at most; older ones are removed first.
 const KEEP_VIEWS: usize = 16;

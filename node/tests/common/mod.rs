@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allmende::config::Config;
-use allmende::datasets::{Datasets, ImportRequest, MetadataInput};
 use allmende::policies::Policies;
 use allmende::query::provider::{ProviderContext, answer};
-use allmende::sql::{Engine, EngineConfig};
-use allmende::store::Store;
+use allmende_data::datasets::{Datasets, ImportRequest, MetadataInput};
+use allmende_data::sql::{Engine, EngineConfig};
 use allmende_protocol::query::{AnswerHeader, Fragment, QueryRequest, UserAssertion, batches_hash};
 use allmende_protocol::{PeerId, Signed, SigningKey};
+use allmende_store::Store;
 
 /// A provider and the id of its one dataset.
 pub struct Provider {
@@ -27,12 +27,12 @@ pub struct Provider {
 /// A provider whose dataset `values` is `csv`, under `policy`.
 pub fn provider_with(csv: &str, policy: &str) -> Provider {
     let dir = tempfile::tempdir().unwrap();
-    let config = Arc::new(Config::new("Stadt Würzburg".into(), "09663".into()));
+    let config = Config::new("Stadt Würzburg".into(), "09663".into());
     let store = Arc::new(Store::open(dir.path(), true).unwrap());
     let datasets = Arc::new(Datasets::new(
         dir.path().to_path_buf(),
         store.clone(),
-        config,
+        config.dataset_settings(),
     ));
     datasets.recover().unwrap();
     let src = dir.path().join("src.csv");

@@ -1,5 +1,5 @@
 //! Shared test helpers: proptest strategies over the profile (public API only).
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test crate uses a part of it")]
 use allmende_policy::ast::RuleParties;
 use allmende_policy::values::{XsdDate, XsdDateTime, XsdDuration};
 use allmende_policy::{

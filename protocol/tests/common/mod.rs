@@ -1,5 +1,5 @@
 //! Fixtures shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test crate uses a part of it")]
 
 use allmende_protocol::catalog::{CatalogEntry, EntryOp, PolicyRef, SignedCatalogEntry};
 use allmende_protocol::dcat::{

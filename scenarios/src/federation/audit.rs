@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use allmende::federation::CatalogLog;
-use allmende::store::Store;
 use allmende_protocol::{MAX_ENVELOPE_BYTES, SignedCatalogEntry};
+use allmende_store::Store;
 use anyhow::{Context, anyhow, ensure};
 
 /// What one node's log holds.

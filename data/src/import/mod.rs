@@ -25,7 +25,7 @@ use arrow::record_batch::RecordBatch;
 
 use sha2::{Digest, Sha256};
 
-use crate::store::Field;
+use allmende_store::Field;
 
 /// Rows per Arrow batch while converting.
 pub(crate) const BATCH_ROWS: usize = 8192;

@@ -16,9 +16,8 @@ use allmende_protocol::dcat::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::import::{self, Format, ImportError};
-use crate::store::{SourceInfo, Store, StoreError, StoredDataset};
+use allmende_store::{SourceInfo, Store, StoreError, StoredDataset};
 
 /// Directory of the Parquet files inside the data dir.
 pub const DATASETS_DIR: &str = "datasets";
@@ -26,6 +25,32 @@ pub const DATASETS_DIR: &str = "datasets";
 pub const TMP_DIR: &str = "tmp";
 /// Directory of queries' spill files inside [`TMP_DIR`].
 pub const SPILL_DIR: &str = "spill";
+
+/// Who publishes the node's datasets: what every record says of its publisher and contact.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Publisher {
+    /// The organisation (`dct:publisher`'s name).
+    pub name: String,
+    /// Its district key (AGS).
+    pub district_key: String,
+    /// Its URI, if it has one.
+    pub uri: Option<String>,
+    /// The default contact e-mail.
+    pub contact_email: Option<String>,
+    /// The default contact name.
+    pub contact_name: Option<String>,
+}
+
+/// How the node's datasets are described and imported.
+#[derive(Clone, Debug)]
+pub struct DatasetSettings {
+    /// The publisher.
+    pub publisher: Publisher,
+    /// The base URL under which the API is reached, for `dcat:accessURL`.
+    pub public_url: String,
+    /// Bounds on imports.
+    pub import: import::ImportLimits,
+}
 
 /// Errors of dataset operations.
 #[derive(Debug, thiserror::Error)]
@@ -263,7 +288,7 @@ pub struct ImportRequest {
 pub struct Datasets {
     data_dir: PathBuf,
     store: Arc<Store>,
-    config: Arc<Config>,
+    settings: DatasetSettings,
     /// Serialises the commit step of imports, updates and deletes.
     commit: Mutex<()>,
 }
@@ -298,11 +323,11 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 impl Datasets {
     /// Opens the datasets of the node in `data_dir`.
-    pub fn new(data_dir: PathBuf, store: Arc<Store>, config: Arc<Config>) -> Self {
+    pub fn new(data_dir: PathBuf, store: Arc<Store>, settings: DatasetSettings) -> Self {
         Self {
             data_dir,
             store,
-            config,
+            settings,
             commit: Mutex::new(()),
         }
     }
@@ -486,8 +511,7 @@ impl Datasets {
             },
             access_url: format!(
                 "{}/api/v1/datasets/{}/data?format=parquet",
-                self.config.public_url(),
-                record.id
+                self.settings.public_url, record.id
             ),
             license: record.license.clone(),
         }];
@@ -529,11 +553,9 @@ impl Datasets {
         Ok(candidate)
     }
 
-    /// The bounds on an import, from the configuration.
+    /// The bounds on an import.
     fn import_limits(&self) -> import::ImportLimits {
-        import::ImportLimits {
-            max_columns: self.config.limits.max_columns,
-        }
+        self.settings.import
     }
 
     /// Sets the node-wide fields and the given ones on a record.
@@ -582,12 +604,12 @@ impl Datasets {
                 t.end.clone_from(&m.temporal_end);
             }
         }
-        let publisher = &self.config.publisher;
+        let publisher = &self.settings.publisher;
         record.publisher = Agent {
-            name: self.config.name.clone(),
+            name: publisher.name.clone(),
             uri: publisher.uri.clone(),
         };
-        record.district_key = Some(self.config.district_key.clone());
+        record.district_key = Some(publisher.district_key.clone());
         let contact = record
             .contact_point
             .get_or_insert_with(ContactPoint::default);
