@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::api::{self, AppState};
 use crate::auth::{Auth, AuthError};
 use crate::config::{Config, ConfigError, Overrides};
-use crate::federation::{Federation, FederationError, NetworkError};
+use crate::federation::{Federation, FederationError};
 use crate::identity::{Identity, IdentityError};
 use crate::policies::{Policies, PolicyError};
 use allmende_data::datasets::{DatasetError, Datasets};
@@ -35,7 +35,10 @@ pub enum NodeError {
     Federation(#[from] FederationError),
     /// The peer-to-peer network could not start.
     #[error(transparent)]
-    Network(#[from] NetworkError),
+    Network(#[from] allmende_p2p::NetworkError),
+    /// The network was started twice.
+    #[error("the network is already started")]
+    NetworkStarted,
     /// The policy store could not be opened.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -66,9 +69,67 @@ pub fn load_config(data_dir: &Path, overrides: &Overrides) -> Result<Config, Nod
     Ok(config)
 }
 
-/// Opens the identity, the store and the datasets of an initialised data dir, and removes what
-/// an interrupted import left behind.
-pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
+/// A node opened but not yet serving: what every handler reaches, and its network, which
+/// [`serve`] (or a test, with [`Opened::start_network`]) starts.
+pub struct Opened {
+    /// What every handler can reach.
+    pub state: AppState,
+    network: Option<(
+        allmende_p2p::EventLoop,
+        tokio::sync::mpsc::Receiver<allmende_p2p::Event>,
+    )>,
+}
+
+/// The running network: the swarm's event loop and the handling of its events; both stop when
+/// this is dropped.
+pub struct Network {
+    event_loop: tokio::task::JoinHandle<()>,
+    handler: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("network_started", &self.network.is_none())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Network")
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.event_loop.abort();
+        self.handler.abort();
+    }
+}
+
+impl Opened {
+    /// Starts listening on the configured addresses and runs the network; its events go to
+    /// the federation. Called once.
+    pub fn start_network(&mut self) -> Result<Network, NodeError> {
+        let (mut event_loop, events) = self.network.take().ok_or(NodeError::NetworkStarted)?;
+        event_loop.listen()?;
+        let state = &self.state;
+        Ok(Network {
+            event_loop: tokio::spawn(event_loop.run()),
+            handler: crate::federation::spawn(
+                state.federation.clone(),
+                state.policies.clone(),
+                events,
+                std::time::Duration::from_millis(state.config.p2p.sync_interval_ms),
+            ),
+        })
+    }
+}
+
+/// Opens the identity, the store and the datasets of an initialised data dir, removes what an
+/// interrupted import left behind, and builds the network (not yet listening).
+pub fn open(data_dir: &Path, config: Config) -> Result<Opened, NodeError> {
     let started = Instant::now();
     let config = Arc::new(config);
     let identity = Arc::new(Identity::load(data_dir)?);
@@ -82,12 +143,24 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
     for path in datasets.recover()? {
         tracing::warn!(path = %path.display(), "removed a file left by an interrupted import");
     }
+    let (client, event_loop, events) = allmende_p2p::new(
+        identity.signing_key(),
+        &allmende_p2p::Settings {
+            listen: config.p2p.listen.clone(),
+            mdns: config.p2p.mdns,
+            gossip_rate: config.p2p.gossip_rate,
+            redial: std::time::Duration::from_millis(config.p2p.sync_interval_ms),
+        },
+    )?;
     let federation = Federation::open(
-        identity.signing_key().clone(),
-        config.name.clone(),
-        config.district_key.clone(),
-        config.p2p.external.clone(),
+        crate::federation::Identity {
+            key: identity.signing_key().clone(),
+            organisation: config.name.clone(),
+            district_key: config.district_key.clone(),
+            external: config.p2p.external.clone(),
+        },
         store.clone(),
+        client,
     )?;
     let policies = Arc::new(Policies::open(
         store.clone(),
@@ -123,7 +196,7 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
         config.limits.max_transfer_bytes,
         config.limits.transfer_rate_bytes,
     ));
-    Ok(AppState {
+    let state = AppState {
         config,
         identity,
         engine,
@@ -135,22 +208,22 @@ pub fn open(data_dir: &Path, config: Config) -> Result<AppState, NodeError> {
         metrics: Arc::new(crate::metrics::Metrics::new()),
         started,
         auth,
+    };
+    Ok(Opened {
+        state,
+        network: Some((event_loop, events)),
     })
 }
 
 /// Starts the peer-to-peer network, then serves the API on `listener` until `shutdown`
 /// completes; then waits for requests in flight, stops the network and flushes the store.
 pub async fn serve(
-    state: AppState,
+    mut opened: Opened,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let network = crate::federation::spawn(
-        state.federation.clone(),
-        state.policies.clone(),
-        state.identity.signing_key(),
-        &state.config.p2p,
-    )?;
+    let network = opened.start_network()?;
+    let state = opened.state;
     crate::query::serve::serve(state.federation.clone(), state.provider.clone())?;
     state.transfers.serve()?;
     match state.transfers.resume_interrupted() {
@@ -194,7 +267,7 @@ pub async fn serve(
             tracing::warn!(?grace, "requests still in flight after the grace period; stopping");
         }
     }
-    network.abort();
+    drop(network);
     if let Err(e) = policies.checkpoint() {
         tracing::error!(error = %e, "final audit checkpoint failed");
     }

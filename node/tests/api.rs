@@ -35,7 +35,7 @@ fn node_with(limit: u64) -> Node {
         .unwrap()
         .reveal()
         .to_owned();
-    let state = allmende::server::open(dir.path(), config).unwrap();
+    let state = allmende::server::open(dir.path(), config).unwrap().state;
     Node { dir, state, token }
 }
 

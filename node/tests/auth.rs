@@ -172,7 +172,7 @@ fn node(idp: Option<&Idp>, tweak: impl FnOnce(&mut Config)) -> Node {
     Identity::create(dir.path()).unwrap();
     Store::open(dir.path(), true).unwrap();
     let admin = token::create(dir.path(), None).unwrap().reveal().to_owned();
-    let state = allmende::server::open(dir.path(), config).unwrap();
+    let state = allmende::server::open(dir.path(), config).unwrap().state;
     Node {
         _dir: dir,
         state,
@@ -577,7 +577,7 @@ async fn production_needs_an_openid_provider_unless_told_otherwise() {
         .to_string();
     assert!(err.contains("allow_local_token_in_production"), "{err}");
     config.auth.allow_local_token_in_production = true;
-    let state = allmende::server::open(dir.path(), config).unwrap();
+    let state = allmende::server::open(dir.path(), config).unwrap().state;
     let p = state.auth.verify(token.reveal()).await.unwrap();
     assert!(p.has(Role::Admin));
 }

@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 
 use super::error::{ApiJson, ApiQuery};
 use super::{ApiError, AppState};
-use crate::federation::{FederationError, MemberCard, SearchQuery};
+use allmende_p2p::P2pError;
+
+use crate::federation::{
+    Federation, FederationError, MemberCard, MembershipError, PublishError, SearchQuery,
+};
 use allmende_protocol::roster::SignedRoster;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -30,21 +34,22 @@ pub(super) fn routes() -> Router<AppState> {
 
 impl From<FederationError> for ApiError {
     fn from(e: FederationError) -> Self {
-        match e {
-            FederationError::Roster(_) | FederationError::Invalid(_) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "federation",
-                e.to_string(),
-            ),
-            FederationError::NotFound(_) => {
+        let unprocessable = |kind| Self::new(StatusCode::UNPROCESSABLE_ENTITY, kind, e.to_string());
+        match &e {
+            FederationError::Membership(MembershipError::UnknownMember(_)) => {
                 Self::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
             }
-            FederationError::Unreachable(_) => {
+            FederationError::Membership(_)
+            | FederationError::Roster(_)
+            | FederationError::InvalidCard(_) => unprocessable("federation"),
+            FederationError::NotPublished(_) => unprocessable("not-published"),
+            FederationError::Publish(PublishError::Sign(_)) => unprocessable("not-publishable"),
+            FederationError::NotMember(_) => unprocessable("not-a-member"),
+            FederationError::NoAnswer { .. }
+            | FederationError::P2p(P2pError::Unreachable(_) | P2pError::Request(_)) => {
                 Self::new(StatusCode::BAD_GATEWAY, "unreachable", e.to_string())
             }
-            FederationError::Store(_) | FederationError::Search(_) | FederationError::Stopped => {
-                Self::internal(e)
-            }
+            _ => Self::internal(e),
         }
     }
 }
@@ -70,7 +75,7 @@ fn roster_bytes(hex_text: &str) -> Result<Vec<u8>, ApiError> {
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.federation.status()?))
+    Ok(Json(view_status(&state.federation)?))
 }
 
 async fn card(State(state): State<AppState>) -> Json<MemberCard> {
@@ -91,10 +96,10 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let proposal =
-        state
-            .federation
-            .create(req.federation, req.members, req.threshold, req.valid_until)?;
+    let proposal = state
+        .federation
+        .create(req.federation, req.members, req.threshold, req.valid_until)
+        .await?;
     Ok((StatusCode::CREATED, Json(view(&state, &proposal))))
 }
 
@@ -119,7 +124,7 @@ async fn apply(
     ApiJson(req): ApiJson<RosterRequest>,
 ) -> Result<Json<Value>, ApiError> {
     state.federation.apply(&roster_bytes(&req.roster)?).await?;
-    Ok(Json(state.federation.status()?))
+    Ok(Json(view_status(&state.federation)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,4 +295,57 @@ async fn search(
 ) -> Result<Json<Value>, ApiError> {
     let result = state.federation.search(&query)?;
     Ok(Json(json!(result)))
+}
+
+/// The status shown by `GET /api/v1/federation`: roster, pending proposals, connected peers,
+/// the catalog digest and each publisher's head.
+fn view_status(fed: &Federation) -> Result<Value, FederationError> {
+    let signed = fed.signed_roster();
+    let roster = signed.as_ref().map(|s| s.roster());
+    let digest = fed.log().digest(fed.roster_version())?;
+    let peers = fed.peers();
+    let mut publishers = Vec::new();
+    for h in &digest.heads {
+        publishers.push(json!({
+            "peer_id": h.publisher.to_string(),
+            "organisation": roster.and_then(|r| r.member(&h.publisher)).map(|m| m.organisation.clone()),
+            "seq": h.seq,
+            "head": hex::encode(h.hash),
+            "flagged": fed.log().flagged(&h.publisher)?,
+        }));
+    }
+    let pending: Vec<Value> = fed
+        .pending()
+        .iter()
+        .map(|p| {
+            json!({
+                "hash": hex::encode(p.hash()),
+                "version": p.roster().version,
+                "members": p.roster().members.iter().map(MemberCard::from).collect::<Vec<_>>(),
+                "signers": p.signers().map(|s| s.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+                "roster": hex::encode(p.to_bytes().unwrap_or_default()),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "peer_id": fed.peer_id().to_string(),
+        "card": fed.card(),
+        "member": fed.roster().is_some(),
+        "left": fed.has_left(),
+        "roster": roster.map(|r| json!({
+            "federation": r.federation,
+            "version": r.version,
+            "hash": signed.as_ref().map(|s| hex::encode(s.hash())),
+            "threshold": r.required(),
+            "valid_from": r.valid_from,
+            "valid_until": r.valid_until,
+            "members": r.members.iter().map(MemberCard::from).collect::<Vec<_>>(),
+        })),
+        "pending": pending,
+        "connected": peers,
+        "digest": hex::encode(digest.hash()),
+        "publishers": publishers,
+        "catalog_size": fed.catalog_size(),
+        "evidence": fed.log().evidence_count()?,
+    }))
 }

@@ -91,7 +91,8 @@ pub(super) fn run(data_dir: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(data_dir: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let listen = config.http.listen;
-    let state = server::open(data_dir, config)?;
+    let opened = server::open(data_dir, config)?;
+    let state = &opened.state;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -101,7 +102,7 @@ async fn serve(data_dir: &Path, config: Config) -> anyhow::Result<ExitCode> {
     // One machine-readable line on stdout, for scripts and tests.
     println!("allmende listening on http://{addr}");
     std::io::stdout().flush()?;
-    server::serve(state, listener, server::shutdown_signal()).await?;
+    server::serve(opened, listener, server::shutdown_signal()).await?;
     tracing::info!("node stopped; store flushed");
     Ok(ExitCode::SUCCESS)
 }

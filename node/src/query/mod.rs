@@ -6,8 +6,10 @@
 //! `timeout` (no answer before the deadline) or `error`. A provider that never answers costs at
 //! most the deadline.
 
+pub mod ask;
 pub mod plan;
 pub mod provider;
+pub mod providers;
 pub mod serve;
 
 use std::sync::Arc;
@@ -24,10 +26,12 @@ use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 
-use crate::federation::{Federation, FederationError, Provider};
+use crate::federation::{Federation, FederationError};
 use allmende_data::sql::{self, Source, SqlError};
+use ask::AskError;
 use plan::{MEMBER_COLUMN, MERGED_TABLE, Plan, PlanError};
 use provider::ProviderContext;
+use providers::Provider;
 
 /// Errors of a federated query.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +76,7 @@ pub(crate) fn assertion(
     options: &QueryOptions,
     audience: PeerId,
 ) -> Result<Vec<u8>, QueryError> {
-    let issued = crate::federation::now();
+    let issued = allmende_p2p::clock::now();
     let mut nonce = [0u8; 32];
     getrandom::fill(&mut nonce).map_err(|e| QueryError::Sql(SqlError::Internal(e.to_string())))?;
     let a = UserAssertion {
@@ -270,7 +274,7 @@ pub async fn run(
         fragment,
         local_sql,
     } = planned.clone();
-    let providers = federation.providers(&target)?;
+    let providers = providers::providers(federation, &target)?;
     tracing::Span::current().record("providers", providers.len());
     if providers.is_empty() {
         return Err(QueryError::NoProviders(match target {
@@ -309,11 +313,11 @@ pub async fn run(
                     Err(e) => Err(NoAnswer::Error(e)),
                 }
             } else {
-                match tokio::time::timeout(deadline, federation.query(p.peer, request)).await {
+                match tokio::time::timeout(deadline, ask::ask(federation, p.peer, request)).await {
                     Ok(Ok(r)) => Ok(r),
                     // A member that cannot be reached gives no answer either.
-                    Ok(Err(FederationError::Unreachable(e))) => {
-                        Err(NoAnswer::Timeout(Some(format!("unreachable: {e}"))))
+                    Ok(Err(e @ AskError::Unreachable(_))) => {
+                        Err(NoAnswer::Timeout(Some(e.to_string())))
                     }
                     Ok(Err(e)) => Err(NoAnswer::Error(e.to_string())),
                     Err(_) => Err(NoAnswer::Timeout(None)),

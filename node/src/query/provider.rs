@@ -106,7 +106,7 @@ impl ProviderContext {
 
     /// Opens the asker's assertion and refuses a replay.
     pub(crate) fn assertion(&self, asker: &PeerId, bytes: &[u8]) -> Result<UserAssertion, String> {
-        let now = crate::federation::now();
+        let now = allmende_p2p::clock::now();
         let a = UserAssertion::open(bytes, asker, &self.me, now).map_err(|e| e.to_string())?;
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.retain(|_, expires| *expires >= now);

@@ -13,9 +13,9 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 use tracing::Instrument;
 
 use super::provider::{ProviderContext, answer};
-use crate::federation::frames::{read_frame, write_frame};
-use crate::federation::ratelimit::RateLimiter;
 use crate::federation::{Federation, FederationError};
+use allmende_p2p::frames::{read_frame, write_frame};
+use allmende_p2p::ratelimit::RateLimiter;
 
 /// Longest wait for the request frame.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -16,8 +16,8 @@ use sha2::Digest;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::{TransferRecord, Transfers};
-use crate::federation::frames::{FrameError, read_frame, write_frame};
 use crate::query::QueryOptions;
+use allmende_p2p::frames::{FrameError, read_frame, write_frame};
 
 /// Longest wait for the provider's reply (it may first write the view).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(300);

@@ -33,10 +33,10 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::federation::Federation;
-use crate::federation::ratelimit::RateLimiter;
 use crate::policies::Policies;
 use crate::query::plan::{Target, filter_conditions};
 use crate::query::provider::ProviderContext;
+use allmende_p2p::ratelimit::RateLimiter;
 use allmende_store::keys::transfer;
 use allmende_store::{Store, StoreError};
 
@@ -286,7 +286,7 @@ impl Transfers {
     }
 
     /// The member and dataset `<member>.<dataset>` names, from the replicated catalog.
-    pub fn resolve(&self, table: &str) -> Result<crate::federation::Provider, TransferError> {
+    pub fn resolve(&self, table: &str) -> Result<crate::query::providers::Provider, TransferError> {
         let (member, dataset) = table.split_once('.').ok_or_else(|| {
             TransferError::Invalid(format!(
                 "`{table}` is not `<member>.<dataset>` (e.g. `wuerzburg.luftqualitaet`)"
@@ -296,9 +296,7 @@ impl Transfers {
             member: member.to_owned(),
             dataset: dataset.to_owned(),
         };
-        let providers = self
-            .federation
-            .providers(&target)
+        let providers = crate::query::providers::providers(&self.federation, &target)
             .map_err(|e| TransferError::Invalid(e.to_string()))?;
         let provider = match providers.as_slice() {
             [one] => one.clone(),
@@ -377,7 +375,7 @@ impl Transfers {
     /// The agreement (hex id) this node holds as consumer with `provider` for its dataset.
     fn agreement_for(
         &self,
-        provider: &crate::federation::Provider,
+        provider: &crate::query::providers::Provider,
         asked: &str,
         wanted: Option<&str>,
     ) -> Result<String, TransferError> {

@@ -21,9 +21,9 @@ use tracing::Instrument;
 
 use super::Transfers;
 use super::view::{self, ServedFile, permitted_columns};
-use crate::federation::frames::{read_frame, write_frame};
 use crate::policies::dataset_target;
 use crate::query::provider::UsageCounts;
+use allmende_p2p::frames::{read_frame, write_frame};
 use allmende_store::StoredDataset;
 
 /// Longest wait for the request frame.
@@ -337,7 +337,7 @@ async fn prepare(
         size: file.size,
         sha256: file.sha256,
         offset,
-        issued: crate::federation::now(),
+        issued: allmende_p2p::clock::now(),
     };
     Ok((header, file))
 }

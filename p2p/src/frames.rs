@@ -8,7 +8,7 @@ use allmende_protocol::frame::{frame, frame_len};
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// The stream failed or ended in the middle of a frame.
     #[error("the stream failed: {0}")]
     Io(#[from] std::io::Error),
@@ -18,7 +18,7 @@ pub(crate) enum FrameError {
 }
 
 /// Reads one frame of at most `max` bytes; `Ok(None)` when the stream ends before a frame.
-pub(crate) async fn read_frame_or_end<T, R>(io: &mut R, max: usize) -> Result<Option<T>, FrameError>
+pub async fn read_frame_or_end<T, R>(io: &mut R, max: usize) -> Result<Option<T>, FrameError>
 where
     T: DeserializeOwned,
     R: AsyncRead + Unpin,
@@ -38,7 +38,7 @@ where
 }
 
 /// Reads one frame of at most `max` bytes.
-pub(crate) async fn read_frame<T, R>(io: &mut R, max: usize) -> Result<T, FrameError>
+pub async fn read_frame<T, R>(io: &mut R, max: usize) -> Result<T, FrameError>
 where
     T: DeserializeOwned,
     R: AsyncRead + Unpin,
@@ -53,7 +53,7 @@ where
 }
 
 /// Writes one frame and flushes it.
-pub(crate) async fn write_frame<T, W>(io: &mut W, value: &T) -> Result<(), FrameError>
+pub async fn write_frame<T, W>(io: &mut W, value: &T) -> Result<(), FrameError>
 where
     T: Serialize,
     W: AsyncWrite + Unpin,

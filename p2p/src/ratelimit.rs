@@ -7,7 +7,7 @@ use allmende_protocol::PeerId;
 
 /// Token buckets keyed by peer.
 #[derive(Debug)]
-pub(crate) struct RateLimiter {
+pub struct RateLimiter {
     rate: f64,
     burst: f64,
     buckets: HashMap<PeerId, (f64, Instant)>,
@@ -15,7 +15,7 @@ pub(crate) struct RateLimiter {
 
 impl RateLimiter {
     /// A limiter allowing `rate` per second with bursts of `burst`.
-    pub(crate) fn new(rate: u32, burst: u32) -> Self {
+    pub fn new(rate: u32, burst: u32) -> Self {
         Self {
             rate: f64::from(rate),
             burst: f64::from(burst.max(1)),
@@ -24,7 +24,7 @@ impl RateLimiter {
     }
 
     /// Takes one token for `peer` at `now`; `false` when the peer is over its rate.
-    pub(crate) fn allow(&mut self, peer: PeerId, now: Instant) -> bool {
+    pub fn allow(&mut self, peer: PeerId, now: Instant) -> bool {
         let (tokens, last) = self.buckets.entry(peer).or_insert((self.burst, now));
         let elapsed = now.saturating_duration_since(*last).as_secs_f64();
         *tokens = (*tokens + elapsed * self.rate).min(self.burst);
@@ -38,7 +38,7 @@ impl RateLimiter {
     }
 
     /// Forgets a peer.
-    pub(crate) fn remove(&mut self, peer: &PeerId) {
+    pub fn remove(&mut self, peer: &PeerId) {
         self.buckets.remove(peer);
     }
 }
