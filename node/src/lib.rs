@@ -12,12 +12,15 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod enforce;
 pub mod federation;
 pub mod identity;
 pub mod metrics;
 pub mod policies;
+pub mod problem;
 pub mod query;
 pub mod server;
+pub mod serving;
 
 pub mod telemetry;
 pub mod transfer;

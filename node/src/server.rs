@@ -177,12 +177,15 @@ pub fn open(data_dir: &Path, config: Config) -> Result<Opened, NodeError> {
         ),
         spill_bytes: config.limits.spill_bytes,
     })?;
-    let provider = Arc::new(crate::query::provider::ProviderContext::new(
+    let serving = Arc::new(crate::serving::Serving::new(
         engine.clone(),
         datasets.clone(),
         policies.clone(),
         identity.signing_key().clone(),
         config.limits.sql_memory_bytes,
+    ));
+    let provider = Arc::new(crate::query::provider::ProviderContext::new(
+        serving.clone(),
         std::time::Duration::from_secs(config.limits.sql_timeout_secs),
         4,
     ));
@@ -192,7 +195,7 @@ pub fn open(data_dir: &Path, config: Config) -> Result<Opened, NodeError> {
         store,
         federation.clone(),
         policies.clone(),
-        provider.clone(),
+        serving,
         config.limits.max_transfer_bytes,
         config.limits.transfer_rate_bytes,
     ));

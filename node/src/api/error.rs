@@ -1,87 +1,16 @@
-//! One error type for every API response: an RFC 9457 problem document
-//! (`application/problem+json`). Details of server-side failures are logged, not sent.
+//! How the API's errors become problem documents ([`crate::problem::Problem`]): the errors of
+//! each layer mapped to a status and kind, extractors whose rejections are problems, and the
+//! layers that turn other error responses and panics into problems.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use crate::problem::PROBLEM;
+pub use crate::problem::Problem as ApiError;
 
 use allmende_data::datasets::DatasetError;
 use allmende_data::import::ImportError;
 use allmende_data::sql::SqlError;
-
-/// An API error: a status, a problem type and a human-readable detail.
-#[derive(Debug)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Short problem name; the `type` URI is `urn:allmende:problem:<kind>`.
-    pub kind: &'static str,
-    /// What went wrong, for the client.
-    pub detail: String,
-}
-
-impl ApiError {
-    /// A new error.
-    pub fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind,
-            detail: detail.into(),
-        }
-    }
-
-    /// 400 with the given problem kind.
-    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, kind, detail)
-    }
-
-    /// 500; the detail is logged and replaced in the response.
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            detail.to_string(),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let detail = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(kind = self.kind, detail = %self.detail, "request failed");
-            "the node failed to handle the request; its log has the details".to_owned()
-        } else {
-            tracing::debug!(kind = self.kind, detail = %self.detail, "request rejected");
-            shortened(self.detail)
-        };
-        let body = json!({
-            "type": format!("urn:allmende:problem:{}", self.kind),
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": detail,
-        });
-        (
-            self.status,
-            [(header::CONTENT_TYPE, PROBLEM)],
-            body.to_string(),
-        )
-            .into_response()
-    }
-}
-
-/// Most characters of a problem's detail; longer details (an error that quotes a long query)
-/// are cut there.
-const MAX_DETAIL_CHARS: usize = 2000;
-
-fn shortened(detail: String) -> String {
-    match detail.char_indices().nth(MAX_DETAIL_CHARS) {
-        Some((end, _)) => format!("{}…", &detail[..end]),
-        None => detail,
-    }
-}
-
-/// The media type of problem documents.
-const PROBLEM: &str = "application/problem+json";
 
 /// Most bytes of another layer's error text kept as a problem's detail.
 const MAX_DETAIL_BYTES: usize = 1024;

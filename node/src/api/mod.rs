@@ -54,6 +54,12 @@ pub struct AppState {
     pub auth: Arc<Auth>,
 }
 
+impl axum::extract::FromRef<AppState> for Arc<Auth> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
 /// The API's router. Every route needs the role `crate::auth::ROUTES` declares for it,
 /// checked by one `route_layer`. Every request body is bounded (`limits.max_body_bytes`, uploads
 /// by `limits.max_upload_bytes` while they stream to disk), every error response is a problem

@@ -7,11 +7,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{FromRef, Query, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,8 +19,7 @@ use openidconnect::{Nonce, PkceCodeVerifier};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AuthError, client_ip};
-use crate::api::AppState;
+use super::{Auth, AuthError, client_ip};
 
 /// How long a started sign-in may take.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
@@ -68,15 +67,19 @@ impl PendingLogins {
     }
 }
 
-/// The sign-in routes (public in [`super::ROUTES`]).
-pub fn routes() -> Router<AppState> {
+/// The sign-in routes (public in [`super::ROUTES`]), for any router state that holds the
+/// node's [`Auth`].
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Auth>: FromRef<S>,
+{
     Router::new()
         .route("/auth/login", get(login))
         .route("/auth/callback", get(callback))
 }
 
-async fn login(State(state): State<AppState>) -> Response {
-    let auth = &state.auth;
+async fn login(State(auth): State<Arc<Auth>>) -> Response {
     let Some(oidc) = auth.oidc().filter(|o| o.can_login()) else {
         return AuthError::LoginNotConfigured.into_response();
     };
@@ -111,15 +114,14 @@ struct CallbackQuery {
     error_description: Option<String>,
 }
 
-async fn callback(State(state): State<AppState>, req: Request) -> Response {
-    let auth = &state.auth;
+async fn callback(State(auth): State<Arc<Auth>>, req: Request) -> Response {
     let ip = client_ip(req.extensions());
     if let Err(e) = auth.limiter.check(ip) {
         return e.into_response();
     }
     let uri = req.uri().clone();
     drop(req);
-    let result = finish(&state, &uri).await;
+    let result = finish(&auth, &uri).await;
     match result {
         Ok(body) => (
             StatusCode::OK,
@@ -139,8 +141,7 @@ async fn callback(State(state): State<AppState>, req: Request) -> Response {
     }
 }
 
-async fn finish(state: &AppState, uri: &Uri) -> Result<serde_json::Value, AuthError> {
-    let auth = &state.auth;
+async fn finish(auth: &Auth, uri: &Uri) -> Result<serde_json::Value, AuthError> {
     let oidc = auth
         .oidc()
         .filter(|o| o.can_login())

@@ -34,9 +34,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::api::ApiError;
 use crate::config::{AuthConfig, Config};
 use crate::identity::Identity;
+use crate::problem::Problem as ApiError;
 
 pub use flow::routes;
 

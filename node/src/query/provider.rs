@@ -13,15 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allmende_policy::sign::{SignedPolicy, policy_id};
-use allmende_policy::{
-    Action, Constraint, LeftOperand, Operator, Outcome, PolicyEntry, PolicyId, Principal,
-    QueryShape, Request, RightOperand, State, Usage, compile, decide,
-};
 use allmende_protocol::query::{
     AggregateFn, AnswerHeader, AnswerStatus, CompareOp, Fragment, Literal,
     MAX_QUERY_RESPONSE_BYTES, QueryRequest, QueryResponse, UserAssertion, batches_hash,
 };
-use allmende_protocol::{PeerId, Signed, SigningKey};
+use allmende_protocol::{PeerId, Signed};
 use arrow::array::{Array, BooleanArray, Int64Array};
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
@@ -30,90 +26,48 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-use crate::policies::{Policies, dataset_target};
-use allmende_data::datasets::Datasets;
+use crate::enforce::{self, Ask, Refusal, Shape, Terms, required_group_size};
+use crate::policies::Policies;
+use crate::serving::Serving;
 use allmende_data::sql::{Engine, Source, SqlError};
 use allmende_store::StoredDataset;
 
 /// The column with each group's row count in aggregate answers.
 pub const GROUP_ROWS: &str = "__n";
 
-/// What a provider needs to answer.
+/// What a provider needs to answer fragments: what serving any member's request needs, the
+/// time one fragment may take, and the fragment slots.
 pub struct ProviderContext {
-    engine: Engine,
-    datasets: Arc<Datasets>,
-    policies: Arc<Policies>,
-    key: SigningKey,
-    me: PeerId,
-    memory_limit: u64,
+    serving: Arc<Serving>,
     timeout: Duration,
     /// Fragment slots: all askers' and each asker's share.
     slots: Slots,
-    /// Nonces of the assertions seen, with their expiry, to refuse replays.
-    seen: Mutex<HashMap<[u8; 32], u64>>,
 }
 
 impl ProviderContext {
-    /// What answering needs: the engine, datasets, policies and key, and the limits of one
-    /// fragment (memory, time); at most `concurrent` fragments run at once, at most half of them
-    /// (and at least one) for one asker.
-    pub fn new(
-        engine: Engine,
-        datasets: Arc<Datasets>,
-        policies: Arc<Policies>,
-        key: SigningKey,
-        memory_limit: u64,
-        timeout: Duration,
-        concurrent: usize,
-    ) -> Self {
+    /// Fragments answered with `serving`, each within `timeout`; at most `concurrent` run at
+    /// once, at most half of them (and at least one) for one asker.
+    pub fn new(serving: Arc<Serving>, timeout: Duration, concurrent: usize) -> Self {
         Self {
-            me: allmende_protocol::peer_id_of(&key.verifying_key()),
-            engine,
-            datasets,
-            policies,
-            key,
-            memory_limit,
+            serving,
             timeout,
             slots: Slots::new(concurrent),
-            seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What serving a member's request needs.
+    pub fn serving(&self) -> &Arc<Serving> {
+        &self.serving
     }
 
     /// The node's policies (and audit log).
     pub fn policies(&self) -> &Policies {
-        &self.policies
+        self.serving.policies()
     }
 
     /// The query engine.
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// The node's datasets.
-    pub(crate) fn datasets(&self) -> &Arc<Datasets> {
-        &self.datasets
-    }
-
-    /// The node's signing key.
-    pub(crate) fn key(&self) -> &SigningKey {
-        &self.key
-    }
-
-    /// Memory one fragment (or one transfer view) may use.
-    pub(crate) fn memory_limit(&self) -> u64 {
-        self.memory_limit
-    }
-
-    /// Opens the asker's assertion and refuses a replay.
-    pub(crate) fn assertion(&self, asker: &PeerId, bytes: &[u8]) -> Result<UserAssertion, String> {
-        let now = allmende_p2p::clock::now();
-        let a = UserAssertion::open(bytes, asker, &self.me, now).map_err(|e| e.to_string())?;
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, expires| *expires >= now);
-        if seen.len() > 100_000 || seen.insert(a.nonce, a.expires).is_some() {
-            return Err("the assertion was used before (replay) or too many are in use".into());
-        }
-        Ok(a)
+    pub fn engine(&self) -> &Engine {
+        self.serving.engine()
     }
 }
 
@@ -123,30 +77,6 @@ impl std::fmt::Debug for ProviderContext {
             .field("timeout", &self.timeout)
             .finish()
     }
-}
-
-/// The smallest group size the policy's permissions require (`minGroupSize`), if any.
-pub fn required_group_size(policy: &allmende_policy::Policy) -> Option<u64> {
-    fn walk(c: &Constraint, out: &mut Option<u64>) {
-        match c {
-            Constraint::Atomic(a) if a.left == LeftOperand::MinGroupSize => {
-                if let RightOperand::Integer(n) = a.right {
-                    let k = match a.operator {
-                        Operator::Gt => n + 1,
-                        _ => n,
-                    };
-                    *out = Some(out.map_or(k, |o: u64| o.max(k)));
-                }
-            }
-            Constraint::Atomic(_) => {}
-            Constraint::Logical(l) => l.operands.iter().for_each(|o| walk(o, out)),
-        }
-    }
-    let mut out = None;
-    for p in &policy.permissions {
-        p.constraints.iter().for_each(|c| walk(c, &mut out));
-    }
-    out
 }
 
 fn quote(ident: &str) -> String {
@@ -263,16 +193,6 @@ pub fn columns_used(f: &Fragment, schema: &[allmende_store::Field]) -> Vec<Strin
     cols
 }
 
-/// Past use per policy, counted in the store.
-/// The policy state (use counts) as the evaluator reads it.
-pub(crate) struct UsageCounts<'a>(pub(crate) &'a Policies);
-
-impl State for UsageCounts<'_> {
-    fn usage(&self, id: &PolicyId, _uid: &str) -> Usage {
-        self.0.usage(id).unwrap_or_default()
-    }
-}
-
 struct Decided {
     status: AnswerStatus,
     reason: Option<String>,
@@ -290,85 +210,55 @@ fn decide_for(
     policy: &SignedPolicy,
 ) -> Result<Decided, String> {
     let f = &req.fragment;
-    for c in columns_used(f, &dataset.schema) {
-        if !dataset.schema.iter().any(|s| s.name == c) {
-            return Err(format!(
-                "dataset `{}` has no column `{c}`",
-                dataset.record.slug
-            ));
-        }
+    let columns = columns_used(f, &dataset.schema);
+    if let Some(c) = columns
+        .iter()
+        .find(|c| !dataset.schema.iter().any(|s| s.name == **c))
+    {
+        return Err(format!(
+            "dataset `{}` has no column `{c}`",
+            dataset.record.slug
+        ));
     }
     let k = required_group_size(policy.payload()).unwrap_or(1);
+    let denied = |refusal: Refusal, rules| Decided {
+        status: AnswerStatus::Denied,
+        reason: Some(refusal.to_string()),
+        rules,
+        k,
+    };
     let aggregate = f.is_aggregate();
     if aggregate
         && k > 1
         && let Some(c) = f.filter.iter().find(|c| !f.group_by.contains(&c.column))
     {
-        return Ok(Decided {
-            status: AnswerStatus::Denied,
-            reason: Some(format!(
-                "filters on `{}`, which is not a grouping column: with a minimum group size only \
-                 whole groups may be selected",
-                c.column
-            )),
-            rules: vec![],
-            k,
-        });
+        return Ok(denied(
+            Refusal::FilterOutsideGroups(c.column.clone()),
+            vec![],
+        ));
     }
-    let mut compiled = compile([PolicyEntry::signed(policy).map_err(|e| e.to_string())?])
-        .map_err(|e| e.to_string())?;
-    for r in ctx.policies.revocations().iter() {
-        compiled.revocations_mut().insert(r.clone());
-    }
-    let mut request = Request::new(
-        if aggregate {
-            Action::Aggregate
+    let ask = Ask {
+        peer,
+        organisation,
+        user,
+        dataset,
+        terms: Terms::Offer(policy),
+        shape: if aggregate {
+            Shape::Aggregates { min_group: k }
         } else {
-            Action::Read
+            Shape::Rows
         },
-        dataset_target(&dataset.record.id),
-        chrono::Utc::now(),
-    );
-    request.principal = Principal {
-        peer: Some(peer),
-        org: organisation,
-        claims: [
-            ("sub".to_owned(), user.subject.clone()),
-            ("organisation".to_owned(), user.organisation.clone()),
-        ]
-        .into_iter()
-        .collect(),
-        roles: user.roles.clone(),
+        columns,
     };
-    request.purpose = user.purpose.clone();
-    request.query_shape = Some(if aggregate {
-        QueryShape::Aggregate
-    } else {
-        QueryShape::Row
-    });
-    request.group_size = aggregate.then_some(k);
-    request.columns = Some(columns_used(f, &dataset.schema));
-    let decision = decide(&compiled, &request, &UsageCounts(&ctx.policies));
-    let rules = decision.rules.iter().map(ToString::to_string).collect();
-    Ok(match decision.decision {
-        Outcome::Permit => Decided {
+    let decision = enforce::decide(ctx.serving.policies(), &ask).map_err(|e| e.to_string())?;
+    Ok(match decision.outcome {
+        Ok(()) => Decided {
             status: AnswerStatus::Ok,
             reason: None,
-            rules,
+            rules: decision.rules,
             k,
         },
-        other => Decided {
-            status: AnswerStatus::Denied,
-            reason: Some(match other {
-                Outcome::Deny => "a prohibition of the dataset's policy applies".into(),
-                Outcome::Indeterminate => {
-                    "the policy needs a value the request does not carry (e.g. a purpose)".into()
-                }
-                _ => "no permission of the dataset's policy covers this request".into(),
-            }),
-            rules,
-            k,
-        },
+        Err(refusal) => denied(refusal, decision.rules),
     })
 }
 
@@ -567,13 +457,17 @@ async fn respond(
         header.rules.join(" ")
     );
     if let Some(peer) = peer
-        && let Err(e) =
-            ctx.policies
-                .record(&peer.to_string(), "query", &req.dataset, decision, &detail)
+        && let Err(e) = ctx.serving.policies().record(
+            &peer.to_string(),
+            "query",
+            &req.dataset,
+            decision,
+            &detail,
+        )
     {
         tracing::error!(error = %e, "auditing a query decision failed");
     }
-    let signed = Signed::sign(&header, &ctx.key)
+    let signed = Signed::sign(&header, ctx.serving.key())
         .map(|s| s.to_bytes())
         .unwrap_or_default();
     QueryResponse {
@@ -593,13 +487,15 @@ async fn run(
 ) -> Result<(Decided, Answer), String> {
     req.fragment.check().map_err(|e| e.to_string())?;
     let dataset = ctx
-        .datasets
+        .serving
+        .datasets()
         .store()
         .get(&req.dataset)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no dataset `{}`", req.dataset))?;
     let policy = ctx
-        .policies
+        .serving
+        .policies()
         .get(&dataset.record.id)
         .map_err(|e| e.to_string())?;
     let decided = match (&remote, &policy) {
@@ -610,7 +506,10 @@ async fn run(
             k: 1,
         },
         (Some((peer, organisation)), Some(policy)) => {
-            let user = ctx.assertion(peer, &req.assertion)?;
+            let user = ctx
+                .serving
+                .assertion(peer, &req.assertion)
+                .map_err(|e| e.to_string())?;
             decide_for(
                 ctx,
                 *peer,
@@ -639,7 +538,7 @@ async fn run(
         return Ok((decided, None));
     }
     let sql_text = fragment_sql(&req.fragment)?;
-    let path = ctx.datasets.file_path(&dataset);
+    let path = ctx.serving.datasets().file_path(&dataset);
     // The asker's deadline (or the node's own limit) covers the wait for a slot and the run.
     let timeout = ctx
         .timeout
@@ -652,39 +551,49 @@ async fn run(
     let aggregate = req.fragment.is_aggregate();
     // The fragment runs on the engine's threads; its Arrow IPC bytes come back in chunks.
     let (chunks, mut produced) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-    let (engine, memory, k) = (ctx.engine.clone(), ctx.memory_limit, decided.k);
-    let running = ctx.engine.pool().spawn(until, timeout, async move {
-        let mut stream = engine
-            .query(&sql_text, memory, &|_| Ok(Source::Parquet(path.clone())))
-            .await?;
-        let schema = stream.schema();
-        let ipc = |e: arrow::error::ArrowError| SqlError::Internal(e.to_string());
-        let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(ipc)?;
-        let (mut rows, mut suppressed) = (0u64, 0u64);
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let batch = if aggregate {
-                let (kept, dropped) = suppress(vec![batch], k).map_err(SqlError::Internal)?;
-                suppressed += dropped;
-                kept.into_iter()
-                    .next()
-                    .ok_or_else(|| SqlError::Internal("suppression lost a batch".into()))?
-            } else {
-                batch
-            };
-            rows += batch.num_rows() as u64;
-            w.write(&batch).map_err(ipc)?;
-            if w.get_ref().len() >= CHUNK && chunks.send(std::mem::take(w.get_mut())).await.is_err()
-            {
+    let (engine, memory, k) = (
+        ctx.serving.engine().clone(),
+        ctx.serving.memory_limit(),
+        decided.k,
+    );
+    let running = ctx
+        .serving
+        .engine()
+        .pool()
+        .spawn(until, timeout, async move {
+            let mut stream = engine
+                .query(&sql_text, memory, &|_| Ok(Source::Parquet(path.clone())))
+                .await?;
+            let schema = stream.schema();
+            let ipc = |e: arrow::error::ArrowError| SqlError::Internal(e.to_string());
+            let mut w =
+                arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(ipc)?;
+            let (mut rows, mut suppressed) = (0u64, 0u64);
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let batch = if aggregate {
+                    let (kept, dropped) = suppress(vec![batch], k).map_err(SqlError::Internal)?;
+                    suppressed += dropped;
+                    kept.into_iter()
+                        .next()
+                        .ok_or_else(|| SqlError::Internal("suppression lost a batch".into()))?
+                } else {
+                    batch
+                };
+                rows += batch.num_rows() as u64;
+                w.write(&batch).map_err(ipc)?;
+                if w.get_ref().len() >= CHUNK
+                    && chunks.send(std::mem::take(w.get_mut())).await.is_err()
+                {
+                    return Err(SqlError::Cancelled);
+                }
+            }
+            w.finish().map_err(ipc)?;
+            if chunks.send(std::mem::take(w.get_mut())).await.is_err() {
                 return Err(SqlError::Cancelled);
             }
-        }
-        w.finish().map_err(ipc)?;
-        if chunks.send(std::mem::take(w.get_mut())).await.is_err() {
-            return Err(SqlError::Cancelled);
-        }
-        Ok((rows, suppressed))
-    });
+            Ok((rows, suppressed))
+        });
     while let Some(chunk) = produced.recv().await {
         out.push(chunk).await?;
     }
@@ -698,7 +607,7 @@ async fn run(
     if remote.is_some()
         && let Some(id) = policy.as_ref().and_then(|p| policy_id(p).ok())
     {
-        let _ = ctx.policies.count_use(&id);
+        let _ = ctx.serving.policies().count_use(&id);
     }
     Ok((decided, Some((rows, suppressed))))
 }

@@ -35,7 +35,7 @@ use tracing::Instrument;
 use crate::federation::Federation;
 use crate::policies::Policies;
 use crate::query::plan::{Target, filter_conditions};
-use crate::query::provider::ProviderContext;
+use crate::serving::Serving;
 use allmende_p2p::ratelimit::RateLimiter;
 use allmende_store::keys::transfer;
 use allmende_store::{Store, StoreError};
@@ -160,12 +160,13 @@ pub struct Transfers {
     store: Arc<Store>,
     federation: Arc<Federation>,
     policies: Arc<Policies>,
-    provider: Arc<ProviderContext>,
+    serving: Arc<Serving>,
     key: SigningKey,
     me: PeerId,
     max_bytes: u64,
     rate: u64,
-    serving: Arc<Semaphore>,
+    /// Transfers served at once.
+    slots: Arc<Semaphore>,
     limiter: Mutex<RateLimiter>,
     /// Views are written one at a time ([`view::prepare`]).
     writing: tokio::sync::Mutex<()>,
@@ -191,22 +192,22 @@ impl Transfers {
         store: Arc<Store>,
         federation: Arc<Federation>,
         policies: Arc<Policies>,
-        provider: Arc<ProviderContext>,
+        serving: Arc<Serving>,
         max_bytes: u64,
         rate: u64,
     ) -> Self {
-        let key = provider.key().clone();
+        let key = serving.key().clone();
         Self {
             dir: data_dir.join("transfers"),
             store,
             federation,
             policies,
             me: allmende_protocol::peer_id_of(&key.verifying_key()),
-            provider,
+            serving,
             key,
             max_bytes,
             rate,
-            serving: Arc::new(Semaphore::new(SERVING)),
+            slots: Arc::new(Semaphore::new(SERVING)),
             limiter: Mutex::new(RateLimiter::new(2, 20)),
             writing: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(HashMap::new()),

@@ -4,11 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use allmende_policy::PolicyId;
 use allmende_policy::agreement::{Agreement, ContractRequest};
-use allmende_policy::{
-    Action, Outcome, PolicyEntry, PolicyId, PolicyKind, Principal, QueryShape, Request, compile,
-    decide,
-};
 use allmende_protocol::transfer::{
     MAX_TRANSFER_REQUEST_BYTES, TransferHeader, TransferReply, TransferRequest, TransferView,
 };
@@ -21,8 +18,7 @@ use tracing::Instrument;
 
 use super::Transfers;
 use super::view::{self, ServedFile, permitted_columns};
-use crate::policies::dataset_target;
-use crate::query::provider::UsageCounts;
+use crate::enforce::{self, Ask, Shape, Terms};
 use allmende_p2p::frames::{read_frame, write_frame};
 use allmende_store::StoredDataset;
 
@@ -45,7 +41,7 @@ pub(super) async fn accept(t: Arc<Transfers>, mut incoming: libp2p_stream::Incom
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .allow(peer, Instant::now());
-        let permit = t.serving.clone().try_acquire_owned().ok();
+        let permit = t.slots.clone().try_acquire_owned().ok();
         let span = tracing::info_span!("transfer_serve", %peer);
         let this = t.clone();
         tokio::spawn(
@@ -143,7 +139,7 @@ where
             return;
         }
     };
-    let signed = match Signed::sign(&header, t.provider.key()) {
+    let signed = match Signed::sign(&header, t.serving.key()) {
         Ok(s) => s,
         Err(e) => {
             let _ = write_frame(io, &TransferReply::Error(e.to_string())).await;
@@ -237,7 +233,7 @@ async fn prepare(
     request: &TransferRequest,
 ) -> Result<(TransferHeader, ServedFile), Refusal> {
     let dataset = t
-        .provider
+        .serving
         .datasets()
         .store()
         .get(&request.dataset)
@@ -245,72 +241,42 @@ async fn prepare(
         .ok_or_else(|| Refusal::Error(format!("no dataset `{}`", request.dataset)))?;
     let agreement = agreement(t, peer, &dataset, &request.agreement)?;
     let user = t
-        .provider
+        .serving
         .assertion(&peer, &request.assertion)
-        .map_err(Refusal::Denied)?;
+        .map_err(|e| Refusal::Denied(e.to_string()))?;
     let view = resolve_view(&agreement.payload().policy, &dataset, &request.view)?;
 
-    // The agreement's terms, bound to this consumer by both signatures (checked above), are
-    // evaluated like an offer: the party check is the signature, not an organisation string.
-    let mut terms = agreement.payload().policy.clone();
-    terms.kind = PolicyKind::Offer;
-    terms.assignee = None;
-    let id = PolicyId(agreement.hash());
-    let mut compiled = compile([PolicyEntry {
-        id,
-        policy: terms,
-        authority: vec![t.me, peer],
-    }])
-    .map_err(|e| Refusal::Error(e.to_string()))?;
-    for r in t.policies.revocations().iter() {
-        compiled.revocations_mut().insert(r.clone());
-    }
-    let mut req = Request::new(
-        Action::Read,
-        dataset_target(&dataset.record.id),
-        chrono::Utc::now(),
-    );
-    req.principal = Principal {
-        peer: Some(peer),
-        org: t.federation.organisation_of(&peer),
-        claims: [
-            ("sub".to_owned(), user.subject.clone()),
-            ("organisation".to_owned(), user.organisation.clone()),
-        ]
-        .into_iter()
-        .collect(),
-        roles: user.roles.clone(),
-    };
-    req.purpose = user.purpose.clone();
-    req.query_shape = Some(QueryShape::Row);
     let mut read = view.columns.clone();
     for c in &view.filter {
         if !read.contains(&c.column) {
             read.push(c.column.clone());
         }
     }
-    req.columns = Some(read);
-    let decision = decide(&compiled, &req, &UsageCounts(&t.policies));
-    if decision.decision != Outcome::Permit {
-        let rules: Vec<String> = decision.rules.iter().map(ToString::to_string).collect();
+    let id = PolicyId(agreement.hash());
+    let ask = Ask {
+        peer,
+        organisation: t.federation.organisation_of(&peer),
+        user: &user,
+        dataset: &dataset,
+        terms: Terms::Agreement {
+            policy: &agreement.payload().policy,
+            id,
+            parties: [t.me, peer],
+        },
+        shape: Shape::Rows,
+        columns: read,
+    };
+    let decision = enforce::decide(&t.policies, &ask).map_err(|e| Refusal::Error(e.to_string()))?;
+    if let Err(refusal) = decision.outcome {
         return Err(Refusal::Denied(
-            format!(
-                "{} {}",
-                match decision.decision {
-                    Outcome::Deny => "a prohibition of the agreement applies (or it was revoked)",
-                    Outcome::Indeterminate =>
-                        "the agreement needs a value the request does not carry (e.g. a purpose)",
-                    _ => "no permission of the agreement covers reading these rows and columns",
-                },
-                rules.join(" ")
-            )
-            .trim_end()
-            .to_owned(),
+            format!("{refusal} {}", decision.rules.join(" "))
+                .trim_end()
+                .to_owned(),
         ));
     }
 
     let file = view::prepare(
-        &t.provider,
+        &t.serving,
         &t.views_dir(),
         &t.writing,
         &dataset,
@@ -361,7 +327,7 @@ fn agreement(
         return Err(none());
     }
     let covers = t
-        .provider
+        .serving
         .datasets()
         .store()
         .find(&record.dataset)

@@ -19,7 +19,8 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::query::provider::{ProviderContext, fragment_sql};
+use crate::query::provider::fragment_sql;
+use crate::serving::Serving;
 use allmende_data::sql::{Engine, Source, SqlError};
 use allmende_store::StoredDataset;
 
@@ -104,7 +105,7 @@ fn is_whole(dataset: &StoredDataset, view: &TransferView) -> bool {
 /// The file for `view` (columns already resolved and checked) of `dataset`, written if needed;
 /// views are written one at a time under `writing`, so a view asked for twice is written once.
 pub(crate) async fn prepare(
-    ctx: &ProviderContext,
+    ctx: &Serving,
     views_dir: &Path,
     writing: &tokio::sync::Mutex<()>,
     dataset: &StoredDataset,

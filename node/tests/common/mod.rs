@@ -9,6 +9,7 @@ use std::time::Duration;
 use allmende::config::Config;
 use allmende::policies::Policies;
 use allmende::query::provider::{ProviderContext, answer};
+use allmende::serving::Serving;
 use allmende_data::datasets::{Datasets, ImportRequest, MetadataInput};
 use allmende_data::sql::{Engine, EngineConfig};
 use allmende_protocol::query::{AnswerHeader, Fragment, QueryRequest, UserAssertion, batches_hash};
@@ -58,15 +59,17 @@ pub fn provider_with(csv: &str, policy: &str) -> Provider {
     Provider {
         _dir: dir,
         ctx: ProviderContext::new(
-            Engine::new(&EngineConfig {
-                threads: 2,
-                ..EngineConfig::default()
-            })
-            .unwrap(),
-            datasets,
-            policies,
-            key,
-            64 << 20,
+            Arc::new(Serving::new(
+                Engine::new(&EngineConfig {
+                    threads: 2,
+                    ..EngineConfig::default()
+                })
+                .unwrap(),
+                datasets,
+                policies,
+                key,
+                64 << 20,
+            )),
             Duration::from_secs(5),
             4,
         ),
