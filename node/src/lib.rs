@@ -1,16 +1,17 @@
-//! The Allmende node: a municipality's sovereign data-space node.
-//!
-//! This crate holds the `allmende` binary's library: the configuration ([`config`]), the node's
-//! identity ([`identity`]), durable metadata ([`store`]) and datasets ([`datasets`], converted by
-//! [`import`] and described by [`dcat`]), local SQL ([`sql`]), the HTTP API ([`api`]), the
-//! command line ([`cli`]) with its API client ([`client`]), sample data ([`sample`]) and the
-//! optional OpenTelemetry export of its spans ([`telemetry`]).
+//! The Allmende node: a municipality's sovereign data-space node, as a library the `allmende`
+//! binary runs. Its configuration ([`config`]) and identity ([`identity`]); the regional
+//! federation ([`federation`]) over the network of `allmende_p2p`; usage policies, agreements
+//! and the audit log ([`policies`]) and the one decision on every remote request
+//! ([`enforce`]), with what serving a member needs ([`serving`]); federated queries ([`query`])
+//! and whole-dataset transfers ([`transfer`]); the HTTP API ([`api`]) with its problem
+//! documents ([`problem`]) and authentication ([`auth`]); metrics ([`metrics`]) and the
+//! optional OpenTelemetry export of its spans ([`telemetry`]); and [`server`], which opens a
+//! data dir and serves it. Datasets, imports and local SQL are `allmende_data`; the store is
+//! `allmende_store`.
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod auth;
-pub mod cli;
-pub mod client;
 pub mod config;
 pub mod enforce;
 pub mod federation;

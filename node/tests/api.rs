@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use allmende::api::{self, AppState};
-use allmende::config::Config;
-use allmende::identity::Identity;
+use allmende_node::api::{self, AppState};
+use allmende_node::config::Config;
+use allmende_node::identity::Identity;
 use allmende_store::Store;
 use axum::Router;
 use axum::body::Body;
@@ -31,11 +31,13 @@ fn node_with(limit: u64) -> Node {
     config.save(dir.path()).unwrap();
     Identity::create(dir.path()).unwrap();
     Store::open(dir.path(), true).unwrap();
-    let token = allmende::auth::token::create(dir.path(), None)
+    let token = allmende_node::auth::token::create(dir.path(), None)
         .unwrap()
         .reveal()
         .to_owned();
-    let state = allmende::server::open(dir.path(), config).unwrap().state;
+    let state = allmende_node::server::open(dir.path(), config)
+        .unwrap()
+        .state;
     Node { dir, state, token }
 }
 

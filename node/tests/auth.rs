@@ -11,10 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use allmende::api::{self, AppState};
-use allmende::auth::{Role, token};
-use allmende::config::Config;
-use allmende::identity::Identity;
+use allmende_node::api::{self, AppState};
+use allmende_node::auth::{Role, token};
+use allmende_node::config::Config;
+use allmende_node::identity::Identity;
 use allmende_store::Store;
 use axum::Router;
 use axum::body::Body;
@@ -172,7 +172,9 @@ fn node(idp: Option<&Idp>, tweak: impl FnOnce(&mut Config)) -> Node {
     Identity::create(dir.path()).unwrap();
     Store::open(dir.path(), true).unwrap();
     let admin = token::create(dir.path(), None).unwrap().reveal().to_owned();
-    let state = allmende::server::open(dir.path(), config).unwrap().state;
+    let state = allmende_node::server::open(dir.path(), config)
+        .unwrap()
+        .state;
     Node {
         _dir: dir,
         state,
@@ -572,12 +574,14 @@ async fn production_needs_an_openid_provider_unless_told_otherwise() {
     Identity::create(dir.path()).unwrap();
     Store::open(dir.path(), true).unwrap();
     let token = token::create(dir.path(), None).unwrap();
-    let err = allmende::server::open(dir.path(), config.clone())
+    let err = allmende_node::server::open(dir.path(), config.clone())
         .unwrap_err()
         .to_string();
     assert!(err.contains("allow_local_token_in_production"), "{err}");
     config.auth.allow_local_token_in_production = true;
-    let state = allmende::server::open(dir.path(), config).unwrap().state;
+    let state = allmende_node::server::open(dir.path(), config)
+        .unwrap()
+        .state;
     let p = state.auth.verify(token.reveal()).await.unwrap();
     assert!(p.has(Role::Admin));
 }

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use allmende::query::plan::{self, Target};
+use allmende_node::query::plan::{self, Target};
 use allmende_protocol::query::{
     Aggregate, AggregateFn, AnswerStatus, CompareOp, Condition, Fragment, Literal,
 };

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use allmende::config::Config;
-use allmende::policies::Policies;
-use allmende::query::provider::{ProviderContext, answer};
-use allmende::serving::Serving;
 use allmende_data::datasets::{Datasets, ImportRequest, MetadataInput};
 use allmende_data::sql::{Engine, EngineConfig};
+use allmende_node::config::Config;
+use allmende_node::policies::Policies;
+use allmende_node::query::provider::{ProviderContext, answer};
+use allmende_node::serving::Serving;
 use allmende_protocol::query::{AnswerHeader, Fragment, QueryRequest, UserAssertion, batches_hash};
 use allmende_protocol::{PeerId, Signed, SigningKey};
 use allmende_store::Store;
@@ -82,7 +82,7 @@ pub const ASKER: [u8; 32] = [4; 32];
 
 /// The current time in Unix seconds.
 pub fn now() -> u64 {
-    allmende::federation::now()
+    allmende_node::federation::now()
 }
 
 /// An assertion of the asker for `audience`, valid from `issued` to `expires`, with `nonce`.

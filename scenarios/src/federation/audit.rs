@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use allmende::federation::CatalogLog;
+use allmende_node::federation::CatalogLog;
 use allmende_protocol::{MAX_ENVELOPE_BYTES, SignedCatalogEntry};
 use allmende_store::Store;
 use anyhow::{Context, anyhow, ensure};

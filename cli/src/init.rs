@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::auth::token;
-use crate::config::{Config, Overrides};
-use crate::identity::{Identity, KEY_FILE};
+use allmende_node::auth::token;
+use allmende_node::config::{Config, Overrides};
+use allmende_node::identity::{Identity, KEY_FILE};
 use allmende_store::Store;
 
 /// Arguments of `allmende init`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::client::Client;
+use allmende_client::Client;
 
 /// Arguments of `allmende fetch`.
 #[derive(Debug, clap::Args)]

@@ -9,10 +9,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::config::{Config, LogFormat, Overrides};
-use crate::identity::Identity;
-use crate::server;
-use crate::telemetry::{self, Telemetry};
+use allmende_node::config::{Config, LogFormat, Overrides};
+use allmende_node::identity::Identity;
+use allmende_node::server;
+use allmende_node::telemetry::{self, Telemetry};
 
 /// Arguments of `allmende run`.
 #[derive(Debug, clap::Args)]

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::client::Client;
+use allmende_client::Client;
 
 /// Arguments of `allmende sql`.
 #[derive(Debug, clap::Args)]

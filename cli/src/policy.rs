@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::client::Client;
+use allmende_client::Client;
 
 /// The `policy` subcommands.
 #[derive(Debug, Subcommand)]
@@ -229,9 +229,9 @@ pub(super) async fn audit(
     if !*offline {
         return Ok(report(&client.get("/api/v1/audit/verify").await?));
     }
-    let identity = crate::identity::Identity::load(data_dir)?;
+    let identity = allmende_node::identity::Identity::load(data_dir)?;
     let store = Arc::new(allmende_store::Store::open_read_only(data_dir)?);
-    let r = crate::policies::verify_offline(store, &identity.peer_id())?;
+    let r = allmende_node::policies::verify_offline(store, &identity.peer_id())?;
     Ok(report(&json!({
         "intact": r.is_intact(),
         "entries": r.entries,

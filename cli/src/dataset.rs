@@ -9,7 +9,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use crate::client::Client;
+use allmende_client::Client;
 
 /// Metadata flags shared by `import` and `update`.
 #[derive(Clone, Debug, Default, clap::Args)]

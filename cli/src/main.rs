@@ -1,5 +1,6 @@
-//! The `allmende` command line: one file per subcommand. `init` and `run` work on the data dir;
-//! the other commands are clients of a running node's API.
+//! The `allmende` binary: one file per subcommand. `init` and `run` work on the data dir (the
+//! node is `allmende_node`); the other commands are clients of a running node's API
+//! (`allmende_client`).
 
 mod dataset;
 mod federation;
@@ -16,13 +17,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::Client;
-use crate::config::Config;
+use allmende_client::Client;
+use allmende_node::config::Config;
 
 /// Allmende: a federated data-space node for municipalities.
 #[derive(Debug, Parser)]
 #[command(name = "allmende", version, about, propagate_version = true)]
-pub struct Cli {
+struct Cli {
     /// The node's data directory.
     #[arg(
         long,
@@ -42,7 +43,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Create a node: key pair, configuration and an empty store.
     Init(init::InitArgs),
     /// Run the node: serve the API until SIGTERM or SIGINT.
@@ -89,12 +90,12 @@ impl Cli {
                 Ok(config) => config.public_url(),
                 Err(_) => "http://127.0.0.1:7070".to_owned(),
             });
-        Client::new(&base).with_token(crate::auth::token::for_cli(&self.data_dir))
+        Client::new(&base).with_token(allmende_node::auth::token::for_cli(&self.data_dir))
     }
 }
 
 /// Runs the command line; errors are reported by `main`.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if !matches!(cli.command, Command::Run(_)) {
         // A client command whose output is piped into `head` or `grep -q` should end quietly
         // when the reader goes away, as command-line tools do; the server keeps Rust's default
@@ -129,4 +130,14 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
         .enable_all()
         .build()?
         .block_on(f)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("allmende: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::client::Client;
+use allmende_client::Client;
 
 /// The `federation` subcommands.
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::client::Client;
+use allmende_client::Client;
 
 /// Arguments of `allmende query`.
 #[derive(Debug, clap::Args)]
