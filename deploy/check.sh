@@ -250,7 +250,7 @@ skip "container build: base images cannot be pulled on this machine"
 bin=${ALLMENDE_BIN:-}
 if [ -z "$bin" ]; then
   target=${CARGO_TARGET_DIR:-$HOME/.cache/allmende-target}
-  bin=$(ls -t "$target"/release/allmende "$target"/debug/allmende "$repo"/target/*/allmende 2>/dev/null | head -1)
+  bin=$(ls -t "$target"/dist/allmende "$target"/release/allmende "$target"/debug/allmende "$repo"/target/*/allmende 2>/dev/null | head -1)
 fi
 if [ -z "$bin" ] || [ ! -x "$bin" ] || ! command -v curl >/dev/null 2>&1; then
   skip "entrypoint test: no built allmende binary (set ALLMENDE_BIN) or no curl"

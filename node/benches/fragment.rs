@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use allmende_data::sql::{self, Source};
-use allmende_node::query::provider::fragment_sql;
+use allmende_node::query::fragment::fragment_sql;
 use allmende_protocol::query::{Aggregate, AggregateFn, CompareOp, Condition, Fragment, Literal};
 use arrow::array::{Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};

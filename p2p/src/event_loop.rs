@@ -94,6 +94,10 @@ pub enum Event {
 /// Inbound requests accepted per second from one member (bursts of ten times as many).
 const REQUEST_RATE: u32 = 50;
 
+/// Callers waiting for the responses to their outbound requests of one protocol.
+type Pending<Resp> =
+    HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Resp, P2pError>>>;
+
 /// The swarm's task.
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -101,14 +105,8 @@ pub struct EventLoop {
     /// For the responders handed out with inbound requests.
     own: mpsc::Sender<Command>,
     events: mpsc::Sender<Event>,
-    syncs: HashMap<
-        request_response::OutboundRequestId,
-        oneshot::Sender<Result<SyncResponse, P2pError>>,
-    >,
-    negotiations: HashMap<
-        request_response::OutboundRequestId,
-        oneshot::Sender<Result<NegotiateResponse, P2pError>>,
-    >,
+    syncs: Pending<SyncResponse>,
+    negotiations: Pending<NegotiateResponse>,
     gossip_limit: RateLimiter,
     request_limit: RateLimiter,
     members: HashMap<PeerId, Vec<Multiaddr>>,
@@ -509,64 +507,51 @@ impl EventLoop {
     }
 
     fn sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let event = Event::Sync {
-                        peer,
-                        request,
-                        responder: Responder {
-                            channel,
-                            tx: self.own.clone(),
-                        },
-                    };
-                    match self.admit(peer) {
-                        Ok(()) => self.hand(event),
-                        Err(reason) => self.refuse(event, reason),
-                    }
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.syncs.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
+        self.request_response_event(
+            event,
+            |l| &mut l.syncs,
+            |peer, request, responder| Event::Sync {
+                peer,
+                request,
+                responder,
             },
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                if let Some(reply) = self.syncs.remove(&request_id) {
-                    let _ = reply.send(Err(P2pError::Request(error.to_string())));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound sync failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
+        );
     }
 
     fn negotiate_event(
         &mut self,
         event: request_response::Event<NegotiateRequest, NegotiateResponse>,
     ) {
+        self.request_response_event(
+            event,
+            |l| &mut l.negotiations,
+            |peer, request, responder| Event::Negotiate {
+                peer,
+                request,
+                responder,
+            },
+        );
+    }
+
+    /// One request-response protocol's event: an inbound request is admitted (rate limit) and
+    /// handed to the node as the `Event` that `make` builds, or refused; an outbound request's
+    /// response or failure goes to its caller, waiting in the map that `pending` picks.
+    fn request_response_event<Req, Resp>(
+        &mut self,
+        event: request_response::Event<Req, Resp>,
+        pending: fn(&mut Self) -> &mut Pending<Resp>,
+        make: impl FnOnce(PeerId, Req, Responder<Resp>) -> Event,
+    ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let event = Event::Negotiate {
-                        peer,
-                        request,
-                        responder: Responder {
-                            channel,
-                            tx: self.own.clone(),
-                        },
+                    let responder = Responder {
+                        channel,
+                        tx: self.own.clone(),
                     };
+                    let event = make(peer, request, responder);
                     match self.admit(peer) {
                         Ok(()) => self.hand(event),
                         Err(reason) => self.refuse(event, reason),
@@ -576,7 +561,7 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = self.negotiations.remove(&request_id) {
+                    if let Some(reply) = pending(self).remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
@@ -584,11 +569,14 @@ impl EventLoop {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some(reply) = self.negotiations.remove(&request_id) {
+                if let Some(reply) = pending(self).remove(&request_id) {
                     let _ = reply.send(Err(P2pError::Request(error.to_string())));
                 }
             }
-            _ => {}
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "an inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 }

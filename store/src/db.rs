@@ -121,17 +121,11 @@ impl Store {
     ) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
         let start = prefix.bytes();
         let from = from.map_or_else(|| start.clone(), |k| k.as_bytes().to_vec());
-        let limit = limit.min(MAX_PAGE);
-        let mut out = Vec::new();
-        let mode = IteratorMode::From(&from, rocksdb::Direction::Forward);
-        for item in self.db.iterator(mode) {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            if !key.starts_with(&start) || out.len() >= limit {
-                break;
-            }
-            out.push((Key::from_bytes(key.into_vec()), value.into_vec()));
-        }
-        Ok(out)
+        self.run_of(
+            IteratorMode::From(&from, rocksdb::Direction::Forward),
+            &start,
+            limit,
+        )
     }
 
     /// The last records of `prefix`, last first, at most `limit` of them and never more than
@@ -145,12 +139,26 @@ impl Store {
         // Keys are text, so every key of the range sorts before the prefix and 0xff.
         let mut end = start.clone();
         end.push(0xff);
+        self.run_of(
+            IteratorMode::From(&end, rocksdb::Direction::Reverse),
+            &start,
+            limit,
+        )
+    }
+
+    /// The records from where `mode` starts, while their keys begin with `start`: at most
+    /// `limit` of them and never more than [`MAX_PAGE`].
+    fn run_of(
+        &self,
+        mode: IteratorMode<'_>,
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Key, Vec<u8>)>, StoreError> {
         let limit = limit.min(MAX_PAGE);
         let mut out = Vec::new();
-        let mode = IteratorMode::From(&end, rocksdb::Direction::Reverse);
         for item in self.db.iterator(mode) {
             let (key, value) = item.map_err(|e| self.err(e))?;
-            if !key.starts_with(&start) || out.len() >= limit {
+            if !key.starts_with(start) || out.len() >= limit {
                 break;
             }
             out.push((Key::from_bytes(key.into_vec()), value.into_vec()));

@@ -124,7 +124,7 @@ async fn run(
             .metrics
             .member_answers
             .get_or_create(&Status {
-                status: m.status.clone(),
+                status: m.status.to_string(),
             })
             .inc();
     }

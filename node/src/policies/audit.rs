@@ -159,6 +159,28 @@ impl Policies {
         Ok(index)
     }
 
+    /// [`Self::record`] from async code: on a blocking thread, since the append is a synced
+    /// write that waits for the disk; a failure is logged, the request it audits goes on.
+    pub async fn audit(
+        self: &Arc<Self>,
+        peer: &PeerId,
+        kind: &'static str,
+        dataset: &str,
+        decision: &'static str,
+        detail: String,
+    ) {
+        let (policies, peer, dataset) = (self.clone(), peer.to_string(), dataset.to_owned());
+        let recorded = tokio::task::spawn_blocking(move || {
+            policies.record(&peer, kind, &dataset, decision, &detail)
+        })
+        .await;
+        match recorded {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, kind, "auditing a decision failed"),
+            Err(e) => tracing::error!(error = %e, kind, "auditing a decision failed"),
+        }
+    }
+
     fn checkpoint_locked(&self, audit: &mut Audit) -> Result<(), PolicyError> {
         if audit.log.len() == audit.checkpointed_size && audit.last_checkpoint.is_some() {
             return Ok(());

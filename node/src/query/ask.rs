@@ -28,7 +28,7 @@ pub enum AskError {
     Refused(String),
     /// The request could not be made.
     #[error("the request could not be made: {0}")]
-    Request(String),
+    Request(Box<super::QueryError>),
 }
 
 /// Sends a federated query fragment to `peer` over a stream and assembles its answer: data
@@ -42,7 +42,7 @@ pub enum AskError {
 pub async fn ask(
     fed: &Federation,
     peer: PeerId,
-    request: impl Fn() -> Result<QueryRequest, String>,
+    request: impl Fn() -> Result<QueryRequest, super::QueryError>,
 ) -> Result<QueryResponse, AskError> {
     let fail = |m: String| AskError::NoAnswer(m);
     // A provider under load may drop an inbound stream before it is accepted (libp2p-stream
@@ -56,7 +56,7 @@ pub async fn ask(
             .await
             .map_err(AskError::Unreachable)?;
         let mut io = stream.compat();
-        let request = request().map_err(AskError::Request)?;
+        let request = request().map_err(|e| AskError::Request(Box::new(e)))?;
         let first = match write_frame(&mut io, &request).await {
             Ok(()) => read_frame_or_end::<AnswerFrame, _>(&mut io, MAX_ANSWER_FRAME_BYTES).await,
             Err(e) => Err(e),

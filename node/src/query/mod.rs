@@ -7,6 +7,7 @@
 //! most the deadline.
 
 pub mod ask;
+pub mod fragment;
 pub mod plan;
 pub mod provider;
 pub mod providers;
@@ -22,6 +23,7 @@ use allmende_protocol::query::{
 use allmende_protocol::{PeerId, Signed, SigningKey};
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
@@ -94,6 +96,58 @@ pub(crate) fn assertion(
         .map_err(|e| QueryError::Sql(SqlError::Internal(e.to_string())))
 }
 
+/// How a member took part in an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    /// It answered; its rows are in the result.
+    Ok,
+    /// Its policy refused the query.
+    Denied,
+    /// No answer before the deadline, or it could not be reached.
+    Timeout,
+    /// It failed to answer, or its answer was rejected.
+    Error,
+}
+
+impl MemberState {
+    /// The state's name, as in the answer's JSON and the signed receipt.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Denied => "denied",
+            Self::Timeout => "timeout",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for MemberState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a member's answer was not taken.
+#[derive(Debug, thiserror::Error)]
+enum Rejected {
+    /// The signed header does not open.
+    #[error("invalid signed answer: {0}")]
+    Signature(#[from] allmende_protocol::envelope::OpenError),
+    /// Someone else signed it.
+    #[error("the answer is signed by another peer")]
+    OtherSigner,
+    /// It answers another query.
+    #[error("the answer is for another query")]
+    OtherQuery,
+    /// The data is not what the header signs.
+    #[error("the data does not match the signed hash")]
+    OtherData,
+    /// The data does not decode as Arrow IPC.
+    #[error("its data does not decode: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
 /// One member's part in an answer.
 #[derive(Clone, Debug, Serialize)]
 pub struct MemberStatus {
@@ -105,8 +159,8 @@ pub struct MemberStatus {
     pub organisation: String,
     /// The dataset asked.
     pub dataset: String,
-    /// `ok`, `denied`, `timeout` or `error`.
-    pub status: String,
+    /// How it took part.
+    pub status: MemberState,
     /// Why, when not `ok`.
     pub reason: Option<String>,
     /// Rows it contributed.
@@ -152,7 +206,7 @@ pub fn member_name(organisation: &str) -> String {
     allmende_data::import::normalize_columns(&[name]).remove(0)
 }
 
-fn with_member(batch: &RecordBatch, member: &str) -> Result<RecordBatch, String> {
+fn with_member(batch: &RecordBatch, member: &str) -> Result<RecordBatch, ArrowError> {
     let mut fields: Vec<Field> = batch
         .schema()
         .fields()
@@ -162,16 +216,13 @@ fn with_member(batch: &RecordBatch, member: &str) -> Result<RecordBatch, String>
     fields.push(Field::new(MEMBER_COLUMN, DataType::Utf8, false));
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     columns.push(Arc::new(StringArray::from(vec![member; batch.num_rows()])));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
-fn decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
-    let reader =
-        arrow::ipc::reader::StreamReader::try_new(bytes, None).map_err(|e| e.to_string())?;
+fn decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+    let reader = arrow::ipc::reader::StreamReader::try_new(bytes, None)?;
     let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
     Ok((schema, batches))
 }
 
@@ -206,7 +257,7 @@ fn settle(
         peer: p.peer.to_string(),
         organisation: p.organisation.clone(),
         dataset: p.dataset.clone(),
-        status: "error".into(),
+        status: MemberState::Error,
         reason: None,
         rows: 0,
         suppressed: 0,
@@ -216,35 +267,35 @@ fn settle(
     let mut data = None;
     match outcome {
         Err(NoAnswer::Timeout(why)) => {
-            status.status = "timeout".into();
+            status.status = MemberState::Timeout;
             status.reason = Some(
                 why.unwrap_or_else(|| format!("no answer within {} ms", deadline.as_millis())),
             );
         }
         Err(NoAnswer::Error(e)) => status.reason = Some(e),
         Ok(response) => match check_answer(&response, p.peer, hash) {
-            Err(e) => status.reason = Some(e),
+            Err(e) => status.reason = Some(e.to_string()),
             Ok(header) => {
                 let h = header.payload();
                 status.reason = h.reason.clone();
                 status.suppressed = h.suppressed;
                 match h.status {
-                    AnswerStatus::Denied => status.status = "denied".into(),
-                    AnswerStatus::Error => status.status = "error".into(),
+                    AnswerStatus::Denied => status.status = MemberState::Denied,
+                    AnswerStatus::Error => status.status = MemberState::Error,
                     AnswerStatus::Ok => match with_members(&response.batches, &p.member) {
                         Ok((schema, batches)) => {
-                            status.status = "ok".into();
+                            status.status = MemberState::Ok;
                             status.rows = batches.iter().map(|b| b.num_rows() as u64).sum();
                             data = Some((schema, batches));
                         }
-                        Err(e) => status.reason = Some(e),
+                        Err(e) => status.reason = Some(Rejected::from(e).to_string()),
                     },
                 }
                 answer = Some(response.header);
             }
         },
     }
-    if status.status == "error" && status.reason.is_none() {
+    if status.status == MemberState::Error && status.reason.is_none() {
         answer = None;
     }
     Settled {
@@ -294,12 +345,12 @@ pub async fn run(
         let traceparent = traceparent.clone();
         let (fragment, peer, dataset) = (&fragment, p.peer, p.dataset.clone());
         // Made for each attempt: a provider may have read (and so spent) an earlier assertion.
-        let request = move || -> Result<QueryRequest, String> {
+        let request = move || -> Result<QueryRequest, QueryError> {
             Ok(QueryRequest {
                 query_hash: hash,
                 dataset: dataset.clone(),
                 fragment: fragment.clone(),
-                assertion: ByteBuf::from(assertion(key, options, peer).map_err(|e| e.to_string())?),
+                assertion: ByteBuf::from(assertion(key, options, peer)?),
                 deadline_ms: options.deadline.as_millis() as u64,
                 traceparent: traceparent.clone(),
             })
@@ -310,7 +361,7 @@ pub async fn run(
             let outcome = if p.peer == me {
                 match request() {
                     Ok(r) => Ok(provider::answer_own(local, r).await),
-                    Err(e) => Err(NoAnswer::Error(e)),
+                    Err(e) => Err(NoAnswer::Error(e.to_string())),
                 }
             } else {
                 match tokio::time::timeout(deadline, ask::ask(federation, p.peer, request)).await {
@@ -343,7 +394,7 @@ pub async fn run(
                 None => merged = Some((schema, batches)),
                 Some((known, list)) if known.fields() == schema.fields() => list.extend(batches),
                 Some(_) => {
-                    status.status = "error".into();
+                    status.status = MemberState::Error;
                     status.reason =
                         Some("its answer's columns differ from the other members'".into());
                     status.rows = 0;
@@ -353,17 +404,17 @@ pub async fn run(
         lines.push(ReceiptLine {
             peer,
             member: status.member.clone(),
-            status: status.status.clone(),
+            status: status.status.to_string(),
             rows: status.rows,
             latency_ms: status.latency_ms,
             answer,
         });
         members.push(status);
     }
-    if options.require_all && members.iter().any(|m| m.status != "ok") {
+    if options.require_all && members.iter().any(|m| m.status != MemberState::Ok) {
         let list: Vec<String> = members
             .iter()
-            .filter(|m| m.status != "ok")
+            .filter(|m| m.status != MemberState::Ok)
             .map(|m| {
                 format!(
                     "{} {}{}",
@@ -438,24 +489,23 @@ fn check_answer(
     response: &QueryResponse,
     peer: PeerId,
     hash: &[u8; 32],
-) -> Result<Signed<AnswerHeader>, String> {
+) -> Result<Signed<AnswerHeader>, Rejected> {
     let header: Signed<AnswerHeader> =
-        Signed::from_bytes(&response.header, MAX_QUERY_REQUEST_BYTES)
-            .map_err(|e| format!("invalid signed answer: {e}"))?;
+        Signed::from_bytes(&response.header, MAX_QUERY_REQUEST_BYTES)?;
     if header.signer() != peer {
-        return Err("the answer is signed by another peer".into());
+        return Err(Rejected::OtherSigner);
     }
     if header.payload().query_hash != *hash {
-        return Err("the answer is for another query".into());
+        return Err(Rejected::OtherQuery);
     }
     if header.payload().batches_hash != batches_hash(&response.batches) {
-        return Err("the data does not match the signed hash".into());
+        return Err(Rejected::OtherData);
     }
     Ok(header)
 }
 
 /// Decodes one provider's batches and adds the `_member` column to each.
-fn with_members(bytes: &[u8], member: &str) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+fn with_members(bytes: &[u8], member: &str) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
     let (schema, batches) = decode(bytes)?;
     let schema = with_member(&RecordBatch::new_empty(schema), member)?.schema();
     let batches = batches

@@ -14,26 +14,72 @@ use std::time::Duration;
 
 use allmende_policy::sign::{SignedPolicy, policy_id};
 use allmende_protocol::query::{
-    AggregateFn, AnswerHeader, AnswerStatus, CompareOp, Fragment, Literal,
-    MAX_QUERY_RESPONSE_BYTES, QueryRequest, QueryResponse, UserAssertion, batches_hash,
+    AnswerHeader, AnswerStatus, FragmentError, MAX_QUERY_RESPONSE_BYTES, QueryRequest,
+    QueryResponse, UserAssertion, batches_hash,
 };
 use allmende_protocol::{PeerId, Signed};
-use arrow::array::{Array, BooleanArray, Int64Array};
-use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-use crate::enforce::{self, Ask, Refusal, Shape, Terms, required_group_size};
-use crate::policies::Policies;
-use crate::serving::Serving;
+use super::fragment::{FragmentSqlError, columns_used, fragment_sql, suppress};
+use crate::enforce::{self, Ask, EnforceError, Refusal, Shape, Terms, required_group_size};
+use crate::policies::{Policies, PolicyError};
+use crate::serving::{AssertionRefused, Serving};
 use allmende_data::sql::{Engine, Source, SqlError};
-use allmende_store::StoredDataset;
+use allmende_store::{StoreError, StoredDataset};
 
-/// The column with each group's row count in aggregate answers.
-pub const GROUP_ROWS: &str = "__n";
+/// Why a provider could not answer a fragment (the answer then has status `error` and this,
+/// rendered, as its reason; a policy's refusal is a `denied` answer, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The fragment is malformed or over a bound.
+    #[error(transparent)]
+    Fragment(#[from] FragmentError),
+    /// The fragment cannot be written as SQL, or its answer not suppressed.
+    #[error(transparent)]
+    FragmentSql(#[from] FragmentSqlError),
+    /// No dataset with this id here.
+    #[error("no dataset `{0}`")]
+    NoDataset(String),
+    /// The fragment names a column the dataset does not have.
+    #[error("dataset `{dataset}` has no column `{column}`")]
+    NoColumn {
+        /// The dataset's slug.
+        dataset: String,
+        /// The column asked for.
+        column: String,
+    },
+    /// The asker's user assertion was refused.
+    #[error(transparent)]
+    Assertion(#[from] AssertionRefused),
+    /// Reading the dataset's record failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading the dataset's policy failed.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The decision could not be made (or not audited).
+    #[error(transparent)]
+    Enforce(#[from] EnforceError),
+    /// No fragment slot came free before the asker's deadline.
+    #[error("the provider is busy: no fragment slot came free before the deadline")]
+    Busy,
+    /// The answer grew past the response bound.
+    #[error("the answer exceeds {MAX_QUERY_RESPONSE_BYTES} bytes; ask for less")]
+    TooLarge,
+    /// The asker closed the stream.
+    #[error("the asker went away")]
+    AskerGone,
+    /// The fragment ran out of time.
+    #[error("the fragment did not finish within {0} ms")]
+    Timeout(u128),
+    /// The engine failed.
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+}
 
 /// What a provider needs to answer fragments: what serving any member's request needs, the
 /// time one fragment may take, and the fragment slots.
@@ -79,120 +125,6 @@ impl std::fmt::Debug for ProviderContext {
     }
 }
 
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-fn literal(l: &Literal) -> String {
-    match l {
-        Literal::Null => "NULL".into(),
-        Literal::Bool(b) => b.to_string(),
-        Literal::Int(i) => i.to_string(),
-        Literal::Float(f) if f.is_finite() => format!("{f:?}"),
-        Literal::Float(_) => "NULL".into(),
-        Literal::Text(s) => format!("'{}'", s.replace('\'', "''")),
-    }
-}
-
-/// The SQL a provider runs for a fragment, over the table `t`.
-pub fn fragment_sql(f: &Fragment) -> Result<String, String> {
-    let mut conds = Vec::new();
-    for c in &f.filter {
-        let col = quote(&c.column);
-        let one = || {
-            c.values
-                .first()
-                .filter(|_| c.values.len() == 1)
-                .map(literal)
-                .ok_or_else(|| format!("condition on `{}` needs exactly one value", c.column))
-        };
-        conds.push(match c.op {
-            CompareOp::Eq => format!("{col} = {}", one()?),
-            CompareOp::Neq => format!("{col} <> {}", one()?),
-            CompareOp::Lt => format!("{col} < {}", one()?),
-            CompareOp::Lteq => format!("{col} <= {}", one()?),
-            CompareOp::Gt => format!("{col} > {}", one()?),
-            CompareOp::Gteq => format!("{col} >= {}", one()?),
-            CompareOp::IsNull => format!("{col} IS NULL"),
-            CompareOp::IsNotNull => format!("{col} IS NOT NULL"),
-            CompareOp::In if c.values.is_empty() => "FALSE".into(),
-            CompareOp::In => format!(
-                "{col} IN ({})",
-                c.values.iter().map(literal).collect::<Vec<_>>().join(", ")
-            ),
-        });
-    }
-    let filter = if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
-    };
-    if f.is_aggregate() {
-        let mut items: Vec<String> = f.group_by.iter().map(|g| quote(g)).collect();
-        for (i, a) in f.aggregates.iter().enumerate() {
-            let func = match a.func {
-                AggregateFn::Count => "COUNT",
-                AggregateFn::Sum => "SUM",
-                AggregateFn::Min => "MIN",
-                AggregateFn::Max => "MAX",
-            };
-            items.push(format!("{func}({}) AS \"__a{i}\"", quote(&a.column)));
-        }
-        items.push(format!("COUNT(*) AS \"{GROUP_ROWS}\""));
-        let group = if f.group_by.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " GROUP BY {}",
-                f.group_by
-                    .iter()
-                    .map(|g| quote(g))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        Ok(format!("SELECT {} FROM t{filter}{group}", items.join(", ")))
-    } else {
-        let cols = if f.columns.is_empty() {
-            "*".to_owned()
-        } else {
-            f.columns
-                .iter()
-                .map(|c| quote(c))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let order = if f.order_by.is_empty() {
-            String::new()
-        } else {
-            let keys: Vec<String> = f
-                .order_by
-                .iter()
-                .map(|(c, asc)| format!("{} {}", quote(c), if *asc { "ASC" } else { "DESC" }))
-                .collect();
-            format!(" ORDER BY {}", keys.join(", "))
-        };
-        let limit = f.limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
-        Ok(format!("SELECT {cols} FROM t{filter}{order}{limit}"))
-    }
-}
-
-/// Every column the fragment touches.
-pub fn columns_used(f: &Fragment, schema: &[allmende_store::Field]) -> Vec<String> {
-    let mut cols: Vec<String> = if f.columns.is_empty() && !f.is_aggregate() {
-        schema.iter().map(|c| c.name.clone()).collect()
-    } else {
-        f.columns.clone()
-    };
-    cols.extend(f.aggregates.iter().map(|a| a.column.clone()));
-    cols.extend(f.group_by.iter().cloned());
-    cols.extend(f.filter.iter().map(|c| c.column.clone()));
-    cols.extend(f.order_by.iter().map(|(c, _)| c.clone()));
-    cols.sort();
-    cols.dedup();
-    cols
-}
-
 struct Decided {
     status: AnswerStatus,
     reason: Option<String>,
@@ -208,17 +140,17 @@ fn decide_for(
     req: &QueryRequest,
     dataset: &StoredDataset,
     policy: &SignedPolicy,
-) -> Result<Decided, String> {
+) -> Result<Decided, AnswerError> {
     let f = &req.fragment;
     let columns = columns_used(f, &dataset.schema);
     if let Some(c) = columns
         .iter()
         .find(|c| !dataset.schema.iter().any(|s| s.name == **c))
     {
-        return Err(format!(
-            "dataset `{}` has no column `{c}`",
-            dataset.record.slug
-        ));
+        return Err(AnswerError::NoColumn {
+            dataset: dataset.record.slug.clone(),
+            column: c.clone(),
+        });
     }
     let k = required_group_size(policy.payload()).unwrap_or(1);
     let denied = |refusal: Refusal, rules| Decided {
@@ -250,7 +182,7 @@ fn decide_for(
         },
         columns,
     };
-    let decision = enforce::decide(ctx.serving.policies(), &ask).map_err(|e| e.to_string())?;
+    let decision = enforce::decide(ctx.serving.policies(), &ask)?;
     Ok(match decision.outcome {
         Ok(()) => Decided {
             status: AnswerStatus::Ok,
@@ -260,25 +192,6 @@ fn decide_for(
         },
         Err(refusal) => denied(refusal, decision.rules),
     })
-}
-
-/// Drops groups with fewer than `k` rows; returns the kept batches and how many were dropped.
-fn suppress(batches: Vec<RecordBatch>, k: u64) -> Result<(Vec<RecordBatch>, u64), String> {
-    let mut out = Vec::with_capacity(batches.len());
-    let mut dropped = 0u64;
-    for b in batches {
-        let n = b
-            .column_by_name(GROUP_ROWS)
-            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-            .ok_or("the group count is missing")?;
-        let keep: BooleanArray = n
-            .iter()
-            .map(|v| Some(v.is_some_and(|v| v >= k as i64)))
-            .collect();
-        dropped += (keep.len() - keep.true_count()) as u64;
-        out.push(arrow::compute::filter_record_batch(&b, &keep).map_err(|e| e.to_string())?);
-    }
-    Ok((out, dropped))
 }
 
 /// The bound on fragments running at once, shared fairly: one asker may hold at most half of
@@ -320,21 +233,27 @@ impl Slots {
 
     /// Waits for a slot for `asker`'s fragment (`None`: this node's own user, not bound by a
     /// share) until `until`; past it, the answer could not reach the asker in time anyway.
-    async fn acquire(&self, asker: Option<&PeerId>, until: Instant) -> Result<Slot<'_>, String> {
-        let busy = || "the provider is busy: no fragment slot came free before the deadline";
+    async fn acquire(
+        &self,
+        asker: Option<&PeerId>,
+        until: Instant,
+    ) -> Result<Slot<'_>, AnswerError> {
+        // The semaphores are never closed, so an acquire fails only at the deadline.
         let share = match asker {
             Some(peer) => Some(
                 tokio::time::timeout_at(until, self.share_of(peer).acquire_owned())
                     .await
-                    .map_err(|_| busy())?
-                    .map_err(|e| e.to_string())?,
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or(AnswerError::Busy)?,
             ),
             None => None,
         };
         let running = tokio::time::timeout_at(until, self.running.acquire())
             .await
-            .map_err(|_| busy())?
-            .map_err(|e| e.to_string())?;
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(AnswerError::Busy)?;
         Ok(Slot {
             _share: share,
             _running: running,
@@ -355,19 +274,14 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    async fn push(&mut self, chunk: Vec<u8>) -> Result<(), String> {
+    async fn push(&mut self, chunk: Vec<u8>) -> Result<(), AnswerError> {
         self.total += chunk.len();
         if self.total > MAX_QUERY_RESPONSE_BYTES {
-            return Err(format!(
-                "the answer exceeds {MAX_QUERY_RESPONSE_BYTES} bytes; ask for less"
-            ));
+            return Err(AnswerError::TooLarge);
         }
         self.hasher.update(&chunk);
         match self.tx {
-            Some(tx) => tx
-                .send(chunk)
-                .await
-                .map_err(|_| "the asker went away".to_owned()),
+            Some(tx) => tx.send(chunk).await.map_err(|_| AnswerError::AskerGone),
             None => {
                 self.kept.extend_from_slice(&chunk);
                 Ok(())
@@ -434,9 +348,9 @@ async fn respond(
                 header.suppressed = suppressed;
             }
         }
-        Err(message) => {
+        Err(error) => {
             header.status = AnswerStatus::Error;
-            header.reason = Some(message);
+            header.reason = Some(error.to_string());
         }
     }
     header.batches_hash = out.hasher.finalize().into();
@@ -456,16 +370,11 @@ async fn respond(
         header.reason.clone().unwrap_or_default(),
         header.rules.join(" ")
     );
-    if let Some(peer) = peer
-        && let Err(e) = ctx.serving.policies().record(
-            &peer.to_string(),
-            "query",
-            &req.dataset,
-            decision,
-            &detail,
-        )
-    {
-        tracing::error!(error = %e, "auditing a query decision failed");
+    if let Some(peer) = peer {
+        ctx.serving
+            .policies()
+            .audit(&peer, "query", &req.dataset, decision, detail)
+            .await;
     }
     let signed = Signed::sign(&header, ctx.serving.key())
         .map(|s| s.to_bytes())
@@ -484,20 +393,15 @@ async fn run(
     remote: Option<(PeerId, Option<String>)>,
     req: &QueryRequest,
     out: &mut Out<'_>,
-) -> Result<(Decided, Answer), String> {
-    req.fragment.check().map_err(|e| e.to_string())?;
+) -> Result<(Decided, Answer), AnswerError> {
+    req.fragment.check()?;
     let dataset = ctx
         .serving
         .datasets()
         .store()
-        .get(&req.dataset)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no dataset `{}`", req.dataset))?;
-    let policy = ctx
-        .serving
-        .policies()
-        .get(&dataset.record.id)
-        .map_err(|e| e.to_string())?;
+        .get(&req.dataset)?
+        .ok_or_else(|| AnswerError::NoDataset(req.dataset.clone()))?;
+    let policy = ctx.serving.policies().get(&dataset.record.id)?;
     let decided = match (&remote, &policy) {
         (None, _) => Decided {
             status: AnswerStatus::Ok,
@@ -506,10 +410,7 @@ async fn run(
             k: 1,
         },
         (Some((peer, organisation)), Some(policy)) => {
-            let user = ctx
-                .serving
-                .assertion(peer, &req.assertion)
-                .map_err(|e| e.to_string())?;
+            let user = ctx.serving.assertion(peer, &req.assertion)?;
             decide_for(
                 ctx,
                 *peer,
@@ -572,7 +473,8 @@ async fn run(
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 let batch = if aggregate {
-                    let (kept, dropped) = suppress(vec![batch], k).map_err(SqlError::Internal)?;
+                    let (kept, dropped) =
+                        suppress(vec![batch], k).map_err(|e| SqlError::Internal(e.to_string()))?;
                     suppressed += dropped;
                     kept.into_iter()
                         .next()
@@ -598,11 +500,8 @@ async fn run(
         out.push(chunk).await?;
     }
     let (rows, suppressed) = running.await.map_err(|e| match e {
-        SqlError::Timeout(_) => format!(
-            "the fragment did not finish within {} ms",
-            timeout.as_millis()
-        ),
-        other => other.to_string(),
+        SqlError::Timeout(_) => AnswerError::Timeout(timeout.as_millis()),
+        other => AnswerError::Sql(other),
     })?;
     if remote.is_some()
         && let Some(id) = policy.as_ref().and_then(|p| policy_id(p).ok())
@@ -615,38 +514,6 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use allmende_protocol::query::{Aggregate, Condition};
-
-    #[test]
-    fn builds_quoted_sql_from_fragments() {
-        let f = Fragment {
-            aggregates: vec![Aggregate {
-                func: AggregateFn::Sum,
-                column: "no2".into(),
-            }],
-            group_by: vec!["station".into()],
-            filter: vec![Condition {
-                column: "station".into(),
-                op: CompareOp::In,
-                values: vec![Literal::Text("a'; DROP".into())],
-            }],
-            ..Fragment::default()
-        };
-        assert_eq!(
-            fragment_sql(&f).unwrap(),
-            "SELECT \"station\", SUM(\"no2\") AS \"__a0\", COUNT(*) AS \"__n\" FROM t WHERE \"station\" IN ('a''; DROP') GROUP BY \"station\""
-        );
-        let rows = Fragment {
-            columns: vec!["x\"y".into()],
-            order_by: vec![("x\"y".into(), false)],
-            limit: Some(3),
-            ..Fragment::default()
-        };
-        assert_eq!(
-            fragment_sql(&rows).unwrap(),
-            "SELECT \"x\"\"y\" FROM t ORDER BY \"x\"\"y\" DESC LIMIT 3"
-        );
-    }
 
     #[tokio::test]
     async fn a_fragment_waits_for_a_slot_no_longer_than_its_deadline() {
@@ -664,7 +531,7 @@ mod tests {
             .await
             .err()
             .expect("no third slot for one asker");
-        assert!(err.contains("busy"), "{err}");
+        assert!(matches!(err, AnswerError::Busy), "{err}");
         assert!(started.elapsed() >= Duration::from_millis(45));
         assert!(started.elapsed() < Duration::from_millis(1000));
         // Another member still gets the remaining slots, and then waits like anyone.

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::provider::{ProviderContext, answer};
 use crate::federation::{Federation, FederationError};
-use allmende_p2p::frames::{read_frame, write_frame};
+use allmende_p2p::frames::{FrameError, read_frame, write_frame};
 use allmende_p2p::ratelimit::RateLimiter;
 
 /// Longest wait for the request frame.
@@ -36,26 +36,40 @@ const OVER_RATE: &str =
 async fn refuse(stream: libp2p::Stream, reason: &str) {
     let mut io = stream.compat();
     let refusal = async {
-        read_frame::<QueryRequest, _>(&mut io, MAX_QUERY_REQUEST_BYTES)
-            .await
-            .map_err(|e| e.to_string())?;
+        read_frame::<QueryRequest, _>(&mut io, MAX_QUERY_REQUEST_BYTES).await?;
         close_with(&mut io, &AnswerFrame::Refused(reason.to_owned())).await
     };
     deliver("refusal", REFUSAL_TIMEOUT, refusal).await;
 }
 
 /// Writes the `last` frame and closes the stream.
-async fn close_with(io: &mut Compat<libp2p::Stream>, last: &AnswerFrame) -> Result<(), String> {
-    write_frame(&mut *io, last)
+async fn close_with(
+    io: &mut Compat<libp2p::Stream>,
+    last: &AnswerFrame,
+) -> Result<(), Undelivered> {
+    write_frame(&mut *io, last).await?;
+    Ok(tokio::io::AsyncWriteExt::shutdown(io)
         .await
-        .map_err(|e| e.to_string())?;
-    tokio::io::AsyncWriteExt::shutdown(io)
-        .await
-        .map_err(|e| e.to_string())
+        .map_err(FrameError::Io)?)
+}
+
+/// Why an answer or a refusal did not reach the asker.
+#[derive(Debug, thiserror::Error)]
+enum Undelivered {
+    /// Reading the request or writing a frame failed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The task producing the answer died.
+    #[error("answering failed: {0}")]
+    Answer(#[from] tokio::task::JoinError),
 }
 
 /// Waits at most `limit` for `delivery` of `what`; says why it failed.
-async fn deliver(what: &str, limit: Duration, delivery: impl Future<Output = Result<(), String>>) {
+async fn deliver(
+    what: &str,
+    limit: Duration,
+    delivery: impl Future<Output = Result<(), Undelivered>>,
+) {
     match tokio::time::timeout(limit, delivery).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "{what} not delivered"),
@@ -118,11 +132,10 @@ pub fn serve(fed: Arc<Federation>, provider: Arc<ProviderContext>) -> Result<(),
                         while let Some(chunk) = rx.recv().await {
                             for part in chunk.chunks(FRAME_DATA) {
                                 write_frame(&mut io, &AnswerFrame::Data(ByteBuf::from(part)))
-                                    .await
-                                    .map_err(|e| e.to_string())?;
+                                    .await?;
                             }
                         }
-                        let header = producing.await.map_err(|e| e.to_string())?;
+                        let header = producing.await?;
                         close_with(&mut io, &AnswerFrame::Header(header)).await
                     };
                     deliver("query answer", WRITE_STALL, send).await;

@@ -119,15 +119,9 @@ where
         Err(Refusal::Denied(r)) => ("deny", r.clone()),
         Err(Refusal::Error(r)) => ("error", r.clone()),
     };
-    if let Err(e) = t.policies.record(
-        &peer.to_string(),
-        "transfer",
-        &request.dataset,
-        decision,
-        &detail,
-    ) {
-        tracing::error!(error = %e, "auditing a transfer decision failed");
-    }
+    t.policies
+        .audit(&peer, "transfer", &request.dataset, decision, detail)
+        .await;
     let (header, file) = match prepared {
         Ok(p) => p,
         Err(Refusal::Denied(r)) => {
@@ -284,7 +278,7 @@ async fn prepare(
         request.format,
     )
     .await
-    .map_err(Refusal::Error)?;
+    .map_err(|e| Refusal::Error(e.to_string()))?;
     let offset = match request.resume {
         Some(sha) if sha == file.sha256 && request.offset <= file.size => request.offset,
         _ => 0,

@@ -19,7 +19,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::query::provider::fragment_sql;
+use crate::query::fragment::fragment_sql;
 use crate::serving::Serving;
 use allmende_data::sql::{Engine, Source, SqlError};
 use allmende_store::StoredDataset;
@@ -30,6 +30,35 @@ const KEEP_VIEWS: usize = 16;
 const VIEW_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Longest writing one view may take.
 const VIEW_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Why a view's file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ViewError {
+    /// The view cannot be written as SQL.
+    #[error(transparent)]
+    Sql(#[from] crate::query::fragment::FragmentSqlError),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] SqlError),
+    /// Writing the view took too long.
+    #[error("writing the view took over {VIEW_TIMEOUT:?}")]
+    Timeout,
+    /// Encoding the batches failed.
+    #[error("encoding the view failed: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Writing Parquet failed.
+    #[error("writing the view as Parquet failed: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// A file of the view could not be written.
+    #[error("writing the view's file failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The view's facts could not be encoded.
+    #[error("recording the view failed: {0}")]
+    Facts(#[from] serde_json::Error),
+    /// The writer thread died.
+    #[error("the view's writer failed: {0}")]
+    Writer(#[from] tokio::task::JoinError),
+}
 
 /// A file ready to serve.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +140,7 @@ pub(crate) async fn prepare(
     dataset: &StoredDataset,
     view: &TransferView,
     format: TransferFormat,
-) -> Result<ServedFile, String> {
+) -> Result<ServedFile, ViewError> {
     let source = ctx.datasets().file_path(dataset);
     if format == TransferFormat::Parquet
         && is_whole(dataset, view)
@@ -142,7 +171,7 @@ pub(crate) async fn prepare(
     if let Some(served) = written() {
         return Ok(served);
     }
-    std::fs::create_dir_all(views_dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(views_dir)?;
     let sql_text = fragment_sql(&Fragment {
         columns: view.columns.clone(),
         filter: view.filter.clone(),
@@ -159,17 +188,17 @@ pub(crate) async fn prepare(
             tokio::time::Instant::now() + VIEW_TIMEOUT,
             VIEW_TIMEOUT,
             async move {
-                write_view(&engine, &sql_text, source, memory, format, &target)
-                    .await
-                    .map_err(SqlError::Internal)
+                // The pool's task answers a SqlError; a view's own failure is carried
+                // through it and taken out again below.
+                Ok(write_view(&engine, &sql_text, source, memory, format, &target).await)
             },
         )
         .await
         .map_err(|e| match e {
-            SqlError::Timeout(_) => format!("writing the view took over {VIEW_TIMEOUT:?}"),
-            SqlError::Internal(m) => m,
-            other => other.to_string(),
-        });
+            SqlError::Timeout(_) => ViewError::Timeout,
+            other => ViewError::Engine(other),
+        })
+        .and_then(|w| w);
     let (rows, size, sha256) = match written {
         Ok(w) => w,
         Err(e) => {
@@ -177,15 +206,15 @@ pub(crate) async fn prepare(
             return Err(e);
         }
     };
-    std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, &path)?;
     let served = ServedFile {
         path,
         size,
         sha256,
         rows,
     };
-    let json = serde_json::to_vec(&served).map_err(|e| e.to_string())?;
-    std::fs::write(&facts, json).map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec(&served)?;
+    std::fs::write(&facts, json)?;
     prune(views_dir, &served.path);
     Ok(served)
 }
@@ -199,18 +228,17 @@ async fn write_view(
     memory_limit: u64,
     format: TransferFormat,
     out: &Path,
-) -> Result<(u64, u64, [u8; 32]), String> {
+) -> Result<(u64, u64, [u8; 32]), ViewError> {
     let mut stream = engine
         .query(sql_text, memory_limit, &|_| {
             Ok(Source::Parquet(source.clone()))
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let schema = stream.schema();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
     let target = out.to_path_buf();
-    let writer = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-        let file = File::create(&target).map_err(|e| e.to_string())?;
+    let writer = tokio::task::spawn_blocking(move || -> Result<u64, ViewError> {
+        let file = File::create(&target)?;
         let file = BufWriter::with_capacity(1 << 20, file);
         let mut rows = 0u64;
         let file = match format {
@@ -218,27 +246,25 @@ async fn write_view(
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
                     .build();
-                let mut w =
-                    ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| e.to_string())?;
+                let mut w = ArrowWriter::try_new(file, schema, Some(props))?;
                 while let Some(b) = rx.blocking_recv() {
                     rows += b.num_rows() as u64;
-                    w.write(&b).map_err(|e| e.to_string())?;
+                    w.write(&b)?;
                 }
-                w.into_inner().map_err(|e| e.to_string())?
+                w.into_inner()?
             }
             TransferFormat::Arrow => {
-                let mut w = arrow::ipc::writer::FileWriter::try_new(file, &schema)
-                    .map_err(|e| e.to_string())?;
+                let mut w = arrow::ipc::writer::FileWriter::try_new(file, &schema)?;
                 while let Some(b) = rx.blocking_recv() {
                     rows += b.num_rows() as u64;
-                    w.write(&b).map_err(|e| e.to_string())?;
+                    w.write(&b)?;
                 }
-                w.finish().map_err(|e| e.to_string())?;
-                w.into_inner().map_err(|e| e.to_string())?
+                w.finish()?;
+                w.into_inner()?
             }
         };
-        let file = file.into_inner().map_err(|e| e.to_string())?;
-        file.sync_all().map_err(|e| e.to_string())?;
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
         Ok(rows)
     });
     let mut failed = None;
@@ -250,21 +276,18 @@ async fn write_view(
                 }
             }
             Err(e) => {
-                failed = Some(e.to_string());
+                failed = Some(e);
                 break;
             }
         }
     }
     drop(tx);
-    let rows = writer.await.map_err(|e| e.to_string())??;
+    let rows = writer.await??;
     if let Some(e) = failed {
-        return Err(e);
+        return Err(ViewError::Engine(e.into()));
     }
     let path = out.to_path_buf();
-    let (size, sha256) = tokio::task::spawn_blocking(move || hash_file(&path))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let (size, sha256) = tokio::task::spawn_blocking(move || hash_file(&path)).await??;
     Ok((rows, size, sha256))
 }
 

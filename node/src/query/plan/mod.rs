@@ -7,14 +7,19 @@
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
-use allmende_protocol::query::{Aggregate, AggregateFn, CompareOp, Condition, Fragment, Literal};
+use allmende_protocol::query::{Aggregate, AggregateFn, Fragment, Literal};
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, ObjectName,
     ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
-    UnaryOperator, Value, visit_expressions, visit_expressions_mut,
+    visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+
+mod conditions;
+
+pub use conditions::filter_conditions;
+use conditions::{conditions_of, conjuncts, ident_of, literal_of};
 
 /// The column naming each row's member.
 pub const MEMBER_COLUMN: &str = "_member";
@@ -77,7 +82,7 @@ impl Plan {
             };
             out = out.replace(&format!("__a{i}"), &format!("{func}({})", a.column));
         }
-        out.replace(super::provider::GROUP_ROWS, "count(*)")
+        out.replace(super::fragment::GROUP_ROWS, "count(*)")
     }
 }
 
@@ -88,157 +93,6 @@ pub struct PlanError(pub String);
 
 fn err<T>(m: impl Into<String>) -> Result<T, PlanError> {
     Err(PlanError(m.into()))
-}
-
-fn ident_of(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Identifier(i) => Some(i.value.clone()),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
-        Expr::Nested(inner) => ident_of(inner),
-        _ => None,
-    }
-}
-
-fn literal_of(e: &Expr) -> Option<Literal> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            Value::Null => Some(Literal::Null),
-            Value::Boolean(b) => Some(Literal::Bool(*b)),
-            Value::Number(n, _) => n
-                .parse::<i64>()
-                .map(Literal::Int)
-                .ok()
-                .or_else(|| n.parse::<f64>().ok().map(Literal::Float)),
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
-                Some(Literal::Text(s.clone()))
-            }
-            _ => None,
-        },
-        Expr::UnaryOp {
-            op: UnaryOperator::Minus,
-            expr,
-        } => match literal_of(expr)? {
-            Literal::Int(i) => Some(Literal::Int(-i)),
-            Literal::Float(f) => Some(Literal::Float(-f)),
-            _ => None,
-        },
-        Expr::Nested(inner) => literal_of(inner),
-        _ => None,
-    }
-}
-
-fn flip(op: CompareOp) -> CompareOp {
-    match op {
-        CompareOp::Lt => CompareOp::Gt,
-        CompareOp::Lteq => CompareOp::Gteq,
-        CompareOp::Gt => CompareOp::Lt,
-        CompareOp::Gteq => CompareOp::Lteq,
-        other => other,
-    }
-}
-
-/// Converts one conjunct into provider conditions, if it can be.
-fn conditions_of(e: &Expr) -> Option<Vec<Condition>> {
-    let cond = |column: String, op, values| Condition { column, op, values };
-    match e {
-        Expr::Nested(inner) => conditions_of(inner),
-        Expr::BinaryOp { left, op, right } => {
-            let op = match op {
-                BinaryOperator::Eq => CompareOp::Eq,
-                BinaryOperator::NotEq => CompareOp::Neq,
-                BinaryOperator::Lt => CompareOp::Lt,
-                BinaryOperator::LtEq => CompareOp::Lteq,
-                BinaryOperator::Gt => CompareOp::Gt,
-                BinaryOperator::GtEq => CompareOp::Gteq,
-                _ => return None,
-            };
-            if let (Some(c), Some(v)) = (ident_of(left), literal_of(right)) {
-                Some(vec![cond(c, op, vec![v])])
-            } else if let (Some(v), Some(c)) = (literal_of(left), ident_of(right)) {
-                Some(vec![cond(c, flip(op), vec![v])])
-            } else {
-                None
-            }
-        }
-        Expr::IsNull(inner) => Some(vec![cond(ident_of(inner)?, CompareOp::IsNull, vec![])]),
-        Expr::IsNotNull(inner) => Some(vec![cond(ident_of(inner)?, CompareOp::IsNotNull, vec![])]),
-        Expr::InList {
-            expr,
-            list,
-            negated: false,
-        } => {
-            let values = list.iter().map(literal_of).collect::<Option<Vec<_>>>()?;
-            Some(vec![cond(ident_of(expr)?, CompareOp::In, values)])
-        }
-        Expr::Between {
-            expr,
-            negated: false,
-            low,
-            high,
-        } => {
-            let c = ident_of(expr)?;
-            Some(vec![
-                cond(c.clone(), CompareOp::Gteq, vec![literal_of(low)?]),
-                cond(c, CompareOp::Lteq, vec![literal_of(high)?]),
-            ])
-        }
-        _ => None,
-    }
-}
-
-/// The provider conditions of a row filter written as SQL (`year >= 2024 AND station = 'a'`):
-/// and-ed comparisons of a column with literals, `IN`, `BETWEEN` and null checks.
-pub fn filter_conditions(text: &str) -> Result<Vec<Condition>, PlanError> {
-    allmende_data::sql::guard::check(text).map_err(|e| PlanError(e.to_string()))?;
-    let expr = Parser::new(&GenericDialect {})
-        .try_with_sql(text)
-        .and_then(|mut p| p.parse_expr())
-        .map_err(|e| PlanError(format!("the row filter is not an SQL expression: {e}")))?;
-    let mut parts = Vec::new();
-    conjuncts(expr, &mut parts);
-    let mut out = Vec::new();
-    for part in parts {
-        match conditions_of(&part) {
-            Some(c) => out.extend(c),
-            None => {
-                return err(format!(
-                    "`{part}` is not a comparison of a column with literals; a row filter is \
-                     and-ed comparisons (=, <>, <, <=, >, >=, IN, BETWEEN, IS [NOT] NULL)"
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The and-ed parts of `e`, in order; without recursion, so that a long chain of `AND`s
-/// cannot exhaust the stack.
-fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
-    let mut todo = vec![e];
-    while let Some(e) = todo.pop() {
-        match e {
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::And,
-                right,
-            } => {
-                todo.push(*right);
-                todo.push(*left);
-            }
-            Expr::Nested(inner)
-                if matches!(
-                    *inner,
-                    Expr::BinaryOp {
-                        op: BinaryOperator::And,
-                        ..
-                    }
-                ) =>
-            {
-                todo.push(*inner)
-            }
-            other => out.push(other),
-        }
-    }
 }
 
 fn references_only_member(e: &Expr) -> bool {
@@ -541,7 +395,7 @@ pub fn plan(sql: &str) -> Result<Plan, PlanError> {
         let _ = visit_expressions_mut(&mut *query, |x| {
             if let Some(Ok((name, column))) = aggregate_call(x) {
                 let text = match (name.as_str(), column.as_deref()) {
-                    ("count", None) => format!("SUM(\"{}\")", super::provider::GROUP_ROWS),
+                    ("count", None) => format!("SUM(\"{}\")", super::fragment::GROUP_ROWS),
                     ("count", Some(c)) => format!("SUM({})", partial(AggregateFn::Count, c)),
                     ("sum", Some(c)) => format!("SUM({})", partial(AggregateFn::Sum, c)),
                     ("min", Some(c)) => format!("MIN({})", partial(AggregateFn::Min, c)),
@@ -598,107 +452,4 @@ fn select_has_no_local_filter(query: &Query) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pushes_partial_aggregates_and_rewrites_the_merge() {
-        let p = plan(
-            "SELECT _member, station, AVG(no2) AS mean, COUNT(*) AS n FROM federation.air_quality_hourly \
-             WHERE station IN ('a', 'b') AND no2 > 10 GROUP BY _member, station ORDER BY mean DESC LIMIT 5",
-        )
-        .unwrap();
-        assert_eq!(
-            p.target,
-            Target::Federation {
-                kind: "air_quality_hourly".into()
-            }
-        );
-        assert_eq!(p.fragment.group_by, vec!["station"]);
-        assert_eq!(
-            p.fragment.aggregates,
-            vec![
-                Aggregate {
-                    func: AggregateFn::Sum,
-                    column: "no2".into()
-                },
-                Aggregate {
-                    func: AggregateFn::Count,
-                    column: "no2".into()
-                },
-            ]
-        );
-        assert_eq!(p.fragment.filter.len(), 2);
-        assert!(p.local_sql.contains("FROM __fed"), "{}", p.local_sql);
-        assert!(p.local_sql.contains("SUM(\"__n\")"), "{}", p.local_sql);
-        assert!(!p.local_sql.contains("WHERE"), "{}", p.local_sql);
-    }
-
-    #[test]
-    fn count_star_alone_is_an_aggregate_fragment() {
-        for sql in [
-            "SELECT COUNT(*) AS n FROM federation.air",
-            "SELECT _member, COUNT(*) FROM federation.air GROUP BY _member",
-        ] {
-            let p = plan(sql).unwrap();
-            assert!(p.fragment.is_aggregate(), "{sql}");
-            assert!(p.fragment.count_only, "{sql}");
-            assert!(p.local_sql.contains("SUM(\"__n\")"), "{}", p.local_sql);
-        }
-        assert!(
-            !plan("SELECT COUNT(no2) FROM federation.air")
-                .unwrap()
-                .fragment
-                .count_only
-        );
-    }
-
-    #[test]
-    fn row_filters_become_conditions_or_clear_errors() {
-        let c = filter_conditions("jahr BETWEEN 2020 AND 2024 AND station IN ('a', 'b')").unwrap();
-        assert_eq!(c.len(), 3);
-        assert_eq!(c[2].op, CompareOp::In);
-        let e = filter_conditions("no2 + 1 > 3").unwrap_err().to_string();
-        assert!(e.contains("not a comparison"), "{e}");
-        assert!(filter_conditions("a = 1 OR b = 2").is_err());
-        assert!(filter_conditions("'; DROP").is_err());
-    }
-
-    #[test]
-    fn row_queries_push_projection_filters_and_top_n() {
-        let p = plan(
-            "SELECT station, no2 FROM wuerzburg.air WHERE no2 >= 40 ORDER BY no2 DESC LIMIT 3",
-        )
-        .unwrap();
-        assert_eq!(
-            p.target,
-            Target::Member {
-                member: "wuerzburg".into(),
-                dataset: "air".into()
-            }
-        );
-        assert_eq!(p.fragment.columns, vec!["no2", "station"]);
-        assert_eq!(p.fragment.filter[0].op, CompareOp::Gteq);
-        // The filter stays in the local SQL too, so no top-n is pushed.
-        assert_eq!(p.fragment.limit, None);
-        let q = plan("SELECT * FROM wuerzburg.air ORDER BY no2 DESC LIMIT 3").unwrap();
-        assert_eq!(q.fragment.limit, Some(3));
-        assert!(q.fragment.columns.is_empty());
-    }
-
-    #[test]
-    fn refuses_what_cannot_be_pushed() {
-        for sql in [
-            "SELECT a FROM local_table",
-            "SELECT * FROM x.a JOIN x.b ON a.id = b.id",
-            "SELECT AVG(no2 * 2) FROM federation.air",
-            "SELECT COUNT(DISTINCT station) FROM federation.air",
-            "SELECT SUM(no2) FROM federation.air WHERE lower(station) = 'a'",
-            "SELECT * FROM w.air WHERE station IN (SELECT station FROM w.other)",
-            "DELETE FROM w.air",
-            "SELEC 1",
-        ] {
-            assert!(plan(sql).is_err(), "{sql}");
-        }
-    }
-}
+mod tests;
