@@ -29,7 +29,12 @@ pub(super) fn routes() -> Router<AppState> {
 impl From<PolicyError> for ApiError {
     fn from(e: PolicyError) -> Self {
         match e {
-            PolicyError::Invalid(_) => Self::new(
+            PolicyError::Invalid(_)
+            | PolicyError::Parse(_)
+            | PolicyError::Signature(_)
+            | PolicyError::Agreement(_)
+            | PolicyError::Envelope(_)
+            | PolicyError::Cosign(_) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-policy",
                 e.to_string(),
@@ -37,7 +42,11 @@ impl From<PolicyError> for ApiError {
             PolicyError::NotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
             }
-            PolicyError::Store(_) | PolicyError::Audit(_) => Self::internal(e),
+            PolicyError::Store(_)
+            | PolicyError::Audit(_)
+            | PolicyError::Encode(_)
+            | PolicyError::Sign(_)
+            | PolicyError::Record(_) => Self::internal(e),
         }
     }
 }

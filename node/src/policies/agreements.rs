@@ -36,8 +36,7 @@ impl Policies {
                 PolicyError::NotFound(format!("dataset `{dataset}` has no policy"))
             })?;
             let request: Signed<agreement::ContractRequest> =
-                Signed::from_bytes(request, MAX_ENVELOPE_BYTES)
-                    .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+                Signed::from_bytes(request, MAX_ENVELOPE_BYTES)?;
             if request.signer() != consumer {
                 return Err(PolicyError::Invalid(
                     "the request is not signed by the asking peer".into(),
@@ -47,8 +46,7 @@ impl Policies {
                 "urn:allmende:agreement:{}",
                 hex::encode(&request.hash()[..16])
             );
-            let signed = agreement::countersign(&offer, &request, &uid, &now_xsd(), &self.key)
-                .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+            let signed = agreement::countersign(&offer, &request, &uid, &now_xsd(), &self.key)?;
             self.keep_agreement(&signed, "provider", dataset, &consumer.to_string())?;
             Ok(signed)
         })();
@@ -72,8 +70,12 @@ impl Policies {
         offer: &SignedPolicy,
     ) -> Result<Signed<agreement::ContractRequest>, PolicyError> {
         let did = allmende_protocol::did_key_of(&self.key.verifying_key());
-        agreement::request_agreement(offer, &did, &now_xsd(), &self.key)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))
+        Ok(agreement::request_agreement(
+            offer,
+            &did,
+            &now_xsd(),
+            &self.key,
+        )?)
     }
 
     /// As the consumer: verifies and stores an agreement received for `offer`.
@@ -84,8 +86,7 @@ impl Policies {
         offer: &SignedPolicy,
         bytes: &[u8],
     ) -> Result<VerifiedAgreement, PolicyError> {
-        let verified = agreement::verify_agreement(bytes, offer)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let verified = agreement::verify_agreement(bytes, offer)?;
         if verified.provider() != provider || verified.consumer() != self.peer_id {
             return Err(PolicyError::Invalid(
                 "the agreement names other parties".into(),
@@ -149,12 +150,9 @@ impl Policies {
         let record = self
             .agreement(agreement_id)?
             .ok_or_else(|| PolicyError::NotFound(format!("no agreement `{agreement_id}`")))?;
-        let agreement: Signed<Agreement> = Signed::from_bytes(&record.bytes, MAX_ENVELOPE_BYTES)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
-        let id = PolicyId::of(&agreement.payload().policy)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
-        let statement = agreement::revoke(&id, reason, &now_xsd(), &self.key)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let agreement: Signed<Agreement> = Signed::from_bytes(&record.bytes, MAX_ENVELOPE_BYTES)?;
+        let id = PolicyId::of(&agreement.payload().policy)?;
+        let statement = agreement::revoke(&id, reason, &now_xsd(), &self.key)?;
         self.keep_revocation(&statement)?;
         Ok(statement)
     }

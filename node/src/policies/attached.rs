@@ -60,8 +60,7 @@ impl Policies {
         {
             object.insert("assigner".into(), did.clone().into());
         }
-        let mut policy: Policy = allmende_policy::parse::jsonld::from_value(&value)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let mut policy: Policy = allmende_policy::parse::jsonld::from_value(&value)?;
         if policy.kind != PolicyKind::Offer && policy.kind != PolicyKind::Set {
             return Err(PolicyError::Invalid(
                 "a dataset's policy is an `Offer` or a `Set`".into(),
@@ -81,13 +80,8 @@ impl Policies {
                 .unwrap_or(0)
                 + 1,
         );
-        policy.previous = previous
-            .as_ref()
-            .map(sign::policy_id)
-            .transpose()
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
-        let signed = sign::sign_policy(&policy, &self.key)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        policy.previous = previous.as_ref().map(sign::policy_id).transpose()?;
+        let signed = sign::sign_policy(&policy, &self.key)?;
         self.store
             .write(vec![(policy::attached(dataset), Some(signed.to_bytes()))])?;
         Ok(signed)

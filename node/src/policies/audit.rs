@@ -147,7 +147,7 @@ impl Policies {
             decision: decision.into(),
             detail: detail.into(),
         };
-        let bytes = serde_json::to_vec(&record).map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let bytes = serde_json::to_vec(&record)?;
         let mut audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
         let index = audit.log.append(&bytes)?;
         if audit
@@ -212,8 +212,7 @@ impl Policies {
         let Some(bytes) = audit.log.store().last_checkpoint().map(<[u8]>::to_vec) else {
             return Ok(None);
         };
-        let checkpoint: Signed<Checkpoint> = Signed::from_bytes(&bytes, MAX_ENVELOPE_BYTES)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let checkpoint: Signed<Checkpoint> = Signed::from_bytes(&bytes, MAX_ENVELOPE_BYTES)?;
         let size = checkpoint.payload().size;
         let from = self.witnessed_size(witness)?;
         if from >= size {
@@ -249,8 +248,7 @@ impl Policies {
         from: u64,
         proof: &[[u8; 32]],
     ) -> Result<Signed<Cosignature>, PolicyError> {
-        let checkpoint: Signed<Checkpoint> = Signed::from_bytes(checkpoint, MAX_ENVELOPE_BYTES)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let checkpoint: Signed<Checkpoint> = Signed::from_bytes(checkpoint, MAX_ENVELOPE_BYTES)?;
         if checkpoint.signer() != *peer {
             return Err(PolicyError::Invalid(
                 "the checkpoint is not the asking peer's".into(),
@@ -258,10 +256,7 @@ impl Policies {
         }
         let key = audit::cosigned_for(&peer.to_string());
         let previous = match self.store.get_bytes(&key)? {
-            Some(b) => Some(
-                Signed::<Checkpoint>::from_bytes(&b, MAX_ENVELOPE_BYTES)
-                    .map_err(|e| PolicyError::Invalid(e.to_string()))?,
-            ),
+            Some(b) => Some(Signed::<Checkpoint>::from_bytes(&b, MAX_ENVELOPE_BYTES)?),
             None => None,
         };
         if let Some(prev) = &previous
@@ -278,16 +273,14 @@ impl Policies {
             previous.as_ref().map(|p| (p, proof)),
             &time,
             &self.key,
-        )
-        .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        )?;
         self.store.write(vec![(key, Some(checkpoint.to_bytes()))])?;
         Ok(cosignature)
     }
 
     /// Keeps a witness's cosignature of this node's latest checkpoint.
     pub fn keep_cosignature(&self, witness: &PeerId, bytes: &[u8]) -> Result<(), PolicyError> {
-        let cosignature: Signed<Cosignature> = Signed::from_bytes(bytes, MAX_ENVELOPE_BYTES)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let cosignature: Signed<Cosignature> = Signed::from_bytes(bytes, MAX_ENVELOPE_BYTES)?;
         if cosignature.signer() != *witness {
             return Err(PolicyError::Invalid(
                 "the cosignature is not the witness's".into(),

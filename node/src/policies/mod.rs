@@ -29,9 +29,33 @@ use allmende_store::{Store, StoreError};
 /// Errors of policy operations.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// The policy does not parse or breaks the profile.
+    /// A policy, request or statement that this node refuses, with why.
     #[error("invalid policy: {0}")]
     Invalid(String),
+    /// The policy does not parse or breaks the profile.
+    #[error("invalid policy: {0}")]
+    Parse(#[from] allmende_policy::parse::ParseError),
+    /// The policy cannot be signed (profile or metadata), or its signature does not verify.
+    #[error("invalid policy: {0}")]
+    Signature(#[from] allmende_policy::sign::PolicySignatureError),
+    /// A contract request, agreement or revocation is malformed or does not verify.
+    #[error(transparent)]
+    Agreement(#[from] allmende_policy::agreement::AgreementError),
+    /// A signed envelope (a request, an agreement, a checkpoint) does not open.
+    #[error("a signed message does not open: {0}")]
+    Envelope(#[from] allmende_protocol::envelope::OpenError),
+    /// A value could not be encoded.
+    #[error("cannot encode: {0}")]
+    Encode(#[from] allmende_protocol::EncodeError),
+    /// A statement could not be signed.
+    #[error("cannot sign: {0}")]
+    Sign(#[from] allmende_protocol::SignError),
+    /// A witness's cosignature is refused, or this node cannot cosign.
+    #[error(transparent)]
+    Cosign(#[from] allmende_policy::audit::checkpoint::CosignError),
+    /// An audit record could not be encoded.
+    #[error("cannot encode an audit record: {0}")]
+    Record(#[from] serde_json::Error),
     /// Nothing found.
     #[error("{0}")]
     NotFound(String),
