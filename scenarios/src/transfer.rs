@@ -28,40 +28,28 @@ use anyhow::{Context, bail};
 use arrow::array::{Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use clap::Parser;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "allmende_transfer-bench-token-0123456789";
 
+/// Whole-dataset transfer between two nodes against HTTP (`curl`) from a local server.
+#[derive(Parser)]
+#[command(name = "transfer")]
 struct Args {
+    /// Size of the generated Parquet file in MB.
+    #[arg(long, default_value_t = 1024)]
     size_mb: u64,
+    /// Timed runs (after one warm-up run that concludes the agreement).
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Where the file and the nodes' data dirs go; removed at the start and the end
+    /// [default: $TMPDIR/allmende-transfer-bench].
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("allmende-transfer-bench"), hide_default_value = true)]
     work: PathBuf,
-    /// The libp2p transports the nodes listen on: `both`, `quic` or `tcp`.
+    /// The libp2p transports the nodes listen on: both (QUIC first), quic or tcp.
+    #[arg(long, default_value = "both", value_parser = ["both", "quic", "tcp"])]
     p2p: String,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        size_mb: 1024,
-        runs: 3,
-        work: std::env::temp_dir().join("allmende-transfer-bench"),
-        p2p: "both".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--size-mb" => a.size_mb = value.parse()?,
-            "--runs" => a.runs = value.parse()?,
-            "--work" => a.work = value.into(),
-            "--p2p" if ["both", "quic", "tcp"].contains(&value.as_str()) => a.p2p = value,
-            "--p2p" => bail!("--p2p takes both, quic or tcp, not {value}"),
-            other => {
-                bail!("unknown flag {other}; use --size-mb, --runs, --work, --p2p both|quic|tcp")
-            }
-        }
-    }
-    Ok(a)
 }
 
 /// A node process with its data dir and API URL.
@@ -316,7 +304,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let a = args()?;
+    let a = Args::parse();
     let _ = std::fs::remove_dir_all(&a.work);
     std::fs::create_dir_all(&a.work)?;
     let source = a.work.join("big.parquet");
