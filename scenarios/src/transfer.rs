@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allmende_scenarios::{bin, cpu_ticks, ticks_per_sec};
+use allmende_scenarios::{bin, client_with_token, cpu_ticks, p2p_listen, ticks_per_sec, wait_for};
 use anyhow::{Context, bail};
 use arrow::array::{Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -70,14 +70,7 @@ impl Node {
             .arg(&dir)
             .args(["--name", name, "--district-key", key])
             .args(["--listen", &format!("{ip}:0")])
-            .args([
-                "--p2p-listen",
-                &match p2p {
-                    "quic" => format!("/ip4/{ip}/udp/{udp}/quic-v1"),
-                    "tcp" => format!("/ip4/{ip}/tcp/{tcp}"),
-                    _ => format!("/ip4/{ip}/udp/{udp}/quic-v1,/ip4/{ip}/tcp/{tcp}"),
-                },
-            ])
+            .args(["--p2p-listen", &p2p_listen(ip, p2p, udp, tcp)])
             .args(["--contact-email", "daten@example.org"])
             .output()?;
         if !out.status.success() {
@@ -170,31 +163,9 @@ impl Drop for Node {
 }
 
 fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .default_headers(
-            [(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {TOKEN}").parse().expect("header"),
-            )]
-            .into_iter()
-            .collect(),
-        )
-        .timeout(Duration::from_secs(600))
-        .build()
+    client_with_token(TOKEN, Duration::from_secs(600))
+        .and_then(|b| Ok(b.build()?))
         .expect("client")
-}
-
-fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Writes a Parquet file of about `mb` MB of random numbers and strings (incompressible).
@@ -382,12 +353,17 @@ fn main() -> anyhow::Result<()> {
     if !stored_path.is_file() {
         bail!("{} is not the stored file", stored_path.display());
     }
-    wait("catalog replicated", 30, || {
-        consumer
-            .get("/api/v1/catalog?q=messreihe")
-            .ok()
-            .filter(|v| v["total"] == 1)
-    })?;
+    wait_for(
+        "catalog replicated",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || {
+            Ok(consumer
+                .get("/api/v1/catalog?q=messreihe")
+                .ok()
+                .filter(|v| v["total"] == 1))
+        },
+    )?;
 
     let axum_url = serve_axum(stored_path.clone())?;
     let mut python = Command::new("python3")
@@ -426,12 +402,17 @@ fn main() -> anyhow::Result<()> {
         let cpu_before = (provider.cpu_secs()?, consumer.cpu_secs()?);
         let started = consumer.post("/api/v1/transfers", &body)?;
         let id = started["id"].as_str().context("id")?.to_owned();
-        let done = wait("transfer complete", 600, || {
-            consumer
-                .get(&format!("/api/v1/transfers/{id}"))
-                .ok()
-                .filter(|r| r["state"] != "running")
-        })?;
+        let done = wait_for(
+            "transfer complete",
+            Duration::from_secs(600),
+            Duration::from_millis(20),
+            || {
+                Ok(consumer
+                    .get(&format!("/api/v1/transfers/{id}"))
+                    .ok()
+                    .filter(|r| r["state"] != "running"))
+            },
+        )?;
         if done["state"] != "complete" {
             bail!("transfer failed: {done}");
         }

@@ -31,11 +31,15 @@ mod audit;
 mod churn;
 mod cluster;
 mod counts;
+mod events;
+mod forming;
 mod idle;
 mod join;
 mod netns;
 mod partition;
+mod procs;
 mod propagation;
+mod publishing;
 mod query;
 mod saturation;
 mod smoke;
@@ -49,7 +53,8 @@ use clap::Parser;
 use clap::builder::PossibleValuesParser;
 use serde_json::json;
 
-use cluster::{Events, install_signal_watcher};
+use events::Events;
+use procs::install_signal_watcher;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
