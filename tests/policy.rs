@@ -2,10 +2,10 @@
 //! `policy evaluate` commands, attaching a signed policy, negotiating an agreement between two
 //! members over libp2p, revoking it, and verifying the audit log online and offline.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use allmende_e2e::{TestNode, allmende, federate};
+use allmende_e2e::{TestNode, allmende, federate, path};
 use serde_json::Value;
 
 fn data(name: &str) -> PathBuf {
@@ -20,10 +20,6 @@ fn stdout_json(out: &std::process::Output) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 #[test]

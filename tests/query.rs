@@ -7,14 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use allmende_e2e::{TestNode, air_city as city, allmende, federate, poll};
+use allmende_e2e::{TestNode, air_city as city, allmende, federate, path, poll};
 use serde_json::{Value, json};
 
 const RESEARCH: &str = "https://w3id.org/dpv#AcademicResearch";
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn query(node: &TestNode, body: Value) -> (u16, Value) {
     node.post("/api/v1/query", &body)
@@ -68,13 +64,7 @@ fn expected(asker: &TestNode, union: &str, sql: &str) -> Value {
         )
         .replace("FROM muenster.air", &format!("FROM {union}"))
         .replace("_member", "member");
-    let out = asker.cli(&["sql", &local, "--format", "json"]);
-    assert!(
-        out.status.success(),
-        "{local}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
+    asker.sql_json(&local)
 }
 
 /// Writes the union of `parts` (member name, CSV) with a `member` column.

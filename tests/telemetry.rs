@@ -4,11 +4,11 @@
 //! collector is unreachable serves and stops as usual.
 
 use std::collections::HashMap;
-use std::path::Path;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use allmende_e2e::{TestNode, allmende};
+use allmende_e2e::{AirSample, TestNode, allmende, path};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -165,49 +165,19 @@ fn descends(spans: &[Exported], span: &Exported, ancestor: &Exported) -> bool {
     false
 }
 
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// Imports one day of sample air-quality data as `air` (common schema `air_quality_hourly`),
 /// attaches `policy` (a file under data/policies) if given, and publishes it.
 fn publish_air(node: &TestNode, district_key: &str, policy: Option<&str>) {
-    let csv = node.dir.path().join("air.csv");
-    let out = allmende(&[
-        "sample",
-        "air-quality",
-        "--district-key",
+    node.import_air(&AirSample {
+        slug: "air",
+        title: "Luftqualität",
         district_key,
-        "--days",
-        "1",
-        "--stations",
-        "2",
-        "-o",
-        path(&csv),
-    ]);
-    assert!(out.status.success(), "sample: {out:?}");
-    node.ok(&[
-        "dataset",
-        "import",
-        path(&csv),
-        "--slug",
-        "air",
-        "--title",
-        "Luftqualität",
-        "--description",
-        "Stündliche NO2- und PM10-Werte",
-        "--license",
-        "dl-by-de/2.0",
-        "--theme",
-        "ENVI",
-        "--conforms-to",
-        "urn:allmende:schema:air_quality_hourly:1",
-    ]);
+        days: 1,
+        stations: 2,
+        conforms: true,
+    });
     if let Some(policy) = policy {
-        let file = allmende_e2e::manifest_dir()
-            .join("../data/policies")
-            .join(policy);
-        node.ok(&["policy", "attach", "air", path(&file)]);
+        node.attach_policy("air", policy);
     }
     node.ok(&["dataset", "publish", "air"]);
 }

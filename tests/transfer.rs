@@ -7,64 +7,21 @@
 use std::path::Path;
 use std::time::Duration;
 
-use allmende_e2e::{TestNode, allmende, federate, poll};
+use allmende_e2e::{AirSample, TestNode, federate, path, poll};
 use serde_json::Value;
 
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn policy(name: &str) -> String {
-    allmende_e2e::manifest_dir()
-        .join("../data/policies")
-        .join(name)
-        .to_str()
-        .expect("utf-8 path")
-        .to_owned()
-}
-
 /// Imports generated air-quality data as `slug` under `policy_file` and publishes it.
-fn offer(node: &TestNode, slug: &str, days: &str, stations: &str, policy_file: &str) {
-    let csv = node.dir.path().join(format!("{slug}.csv"));
-    allmende(&[
-        "sample",
-        "air-quality",
-        "--district-key",
-        "05515",
-        "--days",
-        days,
-        "--stations",
-        stations,
-        "-o",
-        path(&csv),
-    ]);
-    node.ok(&[
-        "dataset",
-        "import",
-        path(&csv),
-        "--slug",
+fn offer(node: &TestNode, slug: &str, days: u32, stations: u32, policy_file: &str) {
+    node.import_air(&AirSample {
         slug,
-        "--title",
-        &format!("Luftqualität {slug}"),
-        "--description",
-        "Stündliche NO2- und PM10-Werte",
-        "--license",
-        "dl-by-de/2.0",
-        "--theme",
-        "ENVI",
-    ]);
-    node.ok(&["policy", "attach", slug, &policy(policy_file)]);
+        title: &format!("Luftqualität {slug}"),
+        district_key: "05515",
+        days,
+        stations,
+        conforms: false,
+    });
+    node.attach_policy(slug, policy_file);
     node.ok(&["dataset", "publish", slug]);
-}
-
-fn sql_json(node: &TestNode, sql: &str) -> Value {
-    let out = node.cli(&["sql", sql, "--format", "json"]);
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 fn sha256_hex(file: &Path) -> String {
@@ -148,9 +105,9 @@ fn wait_catalog(node: &TestNode, n: u64) {
 #[test]
 fn whole_dataset_transfer_under_an_agreement() {
     let (muenster, gladbach) = pair(&[]);
-    offer(&muenster, "air", "3", "3", "offer-open.jsonld");
-    offer(&muenster, "airc", "3", "3", "offer-columns.jsonld");
-    offer(&muenster, "aira", "3", "3", "offer-aggregate-k5.jsonld");
+    offer(&muenster, "air", 3, 3, "offer-open.jsonld");
+    offer(&muenster, "airc", 3, 3, "offer-columns.jsonld");
+    offer(&muenster, "aira", 3, 3, "offer-aggregate-k5.jsonld");
     wait_catalog(&gladbach, 3);
     let dir = gladbach.dir.path();
 
@@ -175,8 +132,8 @@ fn whole_dataset_transfer_under_an_agreement() {
     gladbach.ok(&["dataset", "import", path(&whole), "--slug", "air_copy"]);
     let totals = "SELECT COUNT(*) AS n, SUM(no2_ugm3) AS no2, MIN(timestamp) AS t0 FROM";
     assert_eq!(
-        sql_json(&gladbach, &format!("{totals} air_copy")),
-        sql_json(&muenster, &format!("{totals} air"))
+        gladbach.sql_json(&format!("{totals} air_copy")),
+        muenster.sql_json(&format!("{totals} air"))
     );
 
     // A row filter and a column subset: exactly the rows and columns asked for.
@@ -201,13 +158,9 @@ fn whole_dataset_transfer_under_an_agreement() {
         .collect();
     assert_eq!(names, ["station", "no2_ugm3"]);
     assert_eq!(
-        sql_json(
-            &gladbach,
-            "SELECT station, COUNT(*) AS n, SUM(no2_ugm3) AS s FROM air_part GROUP BY station ORDER BY station"
+        gladbach.sql_json("SELECT station, COUNT(*) AS n, SUM(no2_ugm3) AS s FROM air_part GROUP BY station ORDER BY station"
         ),
-        sql_json(
-            &muenster,
-            "SELECT station, COUNT(*) AS n, SUM(no2_ugm3) AS s FROM air WHERE no2_ugm3 > 40 GROUP BY station ORDER BY station"
+        muenster.sql_json("SELECT station, COUNT(*) AS n, SUM(no2_ugm3) AS s FROM air WHERE no2_ugm3 > 40 GROUP BY station ORDER BY station"
         )
     );
 
@@ -290,7 +243,7 @@ fn record(node: &TestNode, id: &str) -> Value {
 fn transfer_resumes_after_either_side_is_killed() {
     // The provider serves each transfer at 150 kB/s, so there is time to break it.
     let (mut muenster, mut gladbach) = pair(&["--transfer-rate-bytes", "150000"]);
-    offer(&muenster, "big", "600", "20", "offer-open.jsonld");
+    offer(&muenster, "big", 600, 20, "offer-open.jsonld");
     wait_catalog(&gladbach, 1);
     let size = muenster.get("/api/v1/datasets/big")["record"]["distributions"][0]["byte_size"]
         .as_u64()

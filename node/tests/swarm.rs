@@ -3,14 +3,14 @@
 //! API, replicate a publication, catch up on what they missed, and stop talking to a removed
 //! member; two exchange more query streams than the provider's rate allows.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use allmende_node::api::AppState;
 use allmende_node::config::Config;
 use allmende_node::federation::{MemberCard, SearchQuery};
-use allmende_node::identity::Identity;
 use allmende_node::server::Network;
-use allmende_store::Store;
 
 struct Node {
     dir: tempfile::TempDir,
@@ -27,9 +27,7 @@ fn node(name: &str, key: &str) -> Node {
     ];
     config.p2p.sync_interval_ms = 300;
     config.publisher.contact_email = Some("daten@example.org".into());
-    config.save(dir.path()).unwrap();
-    Identity::create(dir.path()).unwrap();
-    Store::open(dir.path(), true).unwrap();
+    common::init(dir.path(), &config);
     start(dir)
 }
 

@@ -16,30 +16,22 @@ use std::time::{Duration, Instant};
 
 use allmende_scenarios::{bin, rss_kb};
 use anyhow::{Context, bail};
+use clap::Parser;
 
+/// One node's start-up time, idle RSS and CSV → Parquet import throughput.
+#[derive(Parser)]
+#[command(name = "foundation")]
 struct Args {
+    /// Size of the generated CSV in MB (reused from the work dir when it is there).
+    #[arg(long, default_value_t = 1024)]
     size_mb: u64,
+    /// Where the CSV, the Parquet outputs and the node's data dir go
+    /// [default: $TMPDIR/allmende-bench].
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("allmende-bench"), hide_default_value = true)]
     work: PathBuf,
+    /// How many times the node is started for the start-up and idle RSS figures.
+    #[arg(long, default_value_t = 5)]
     runs: usize,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        size_mb: 1024,
-        work: std::env::temp_dir().join("allmende-bench"),
-        runs: 5,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--size-mb" => a.size_mb = value.parse()?,
-            "--work" => a.work = value.into(),
-            "--runs" => a.runs = value.parse()?,
-            other => bail!("unknown flag {other}; use --size-mb, --work, --runs"),
-        }
-    }
-    Ok(a)
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -161,7 +153,7 @@ fn duckdb(csv: &Path, out: &Path, threads: u32) -> anyhow::Result<Option<f64>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let a = args()?;
+    let a = Args::parse();
     let bin = bin()?;
     std::fs::create_dir_all(&a.work)?;
     println!(

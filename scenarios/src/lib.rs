@@ -1,7 +1,9 @@
-//! What the scenario binaries share: finding the node binary and reading a process's memory
+//! What the scenario binaries share: finding the node binary, the nodes' listen addresses, an
+//! HTTP client with the admin token, waiting for a condition, and reading a process's memory
 //! and CPU time.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -16,6 +18,53 @@ pub fn bin() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// The `--p2p-listen` value of a node on `ip` with the libp2p transports `p2p` (`quic`, `tcp`,
+/// or anything else for both, QUIC first) on these ports (0: ephemeral).
+pub fn p2p_listen(ip: &str, p2p: &str, udp: u16, tcp: u16) -> String {
+    match p2p {
+        "quic" => format!("/ip4/{ip}/udp/{udp}/quic-v1"),
+        "tcp" => format!("/ip4/{ip}/tcp/{tcp}"),
+        _ => format!("/ip4/{ip}/udp/{udp}/quic-v1,/ip4/{ip}/tcp/{tcp}"),
+    }
+}
+
+/// A blocking HTTP client builder that sends `token` as `Authorization: Bearer` and gives up
+/// after `timeout`.
+pub fn client_with_token(
+    token: &str,
+    timeout: Duration,
+) -> anyhow::Result<reqwest::blocking::ClientBuilder> {
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+    auth.set_sensitive(true);
+    Ok(reqwest::blocking::Client::builder()
+        .default_headers(
+            [(reqwest::header::AUTHORIZATION, auth)]
+                .into_iter()
+                .collect(),
+        )
+        .timeout(timeout))
+}
+
+/// Calls `check` every `every` until it returns `Some` and returns that; fails naming `what`
+/// when `timeout` passes first, or with the first error `check` returns.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check()? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {timeout:?}");
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// The resident set size of process `pid`, in KiB (`/proc/PID/status`).

@@ -23,45 +23,33 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allmende_scenarios::{bin, cpu_ticks, ticks_per_sec};
+use allmende_scenarios::{bin, client_with_token, cpu_ticks, p2p_listen, ticks_per_sec, wait_for};
 use anyhow::{Context, bail};
 use arrow::array::{Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use clap::Parser;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "allmende_transfer-bench-token-0123456789";
 
+/// Whole-dataset transfer between two nodes against HTTP (`curl`) from a local server.
+#[derive(Parser)]
+#[command(name = "transfer")]
 struct Args {
+    /// Size of the generated Parquet file in MB.
+    #[arg(long, default_value_t = 1024)]
     size_mb: u64,
+    /// Timed runs (after one warm-up run that concludes the agreement).
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Where the file and the nodes' data dirs go; removed at the start and the end
+    /// [default: $TMPDIR/allmende-transfer-bench].
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("allmende-transfer-bench"), hide_default_value = true)]
     work: PathBuf,
-    /// The libp2p transports the nodes listen on: `both`, `quic` or `tcp`.
+    /// The libp2p transports the nodes listen on: both (QUIC first), quic or tcp.
+    #[arg(long, default_value = "both", value_parser = ["both", "quic", "tcp"])]
     p2p: String,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        size_mb: 1024,
-        runs: 3,
-        work: std::env::temp_dir().join("allmende-transfer-bench"),
-        p2p: "both".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--size-mb" => a.size_mb = value.parse()?,
-            "--runs" => a.runs = value.parse()?,
-            "--work" => a.work = value.into(),
-            "--p2p" if ["both", "quic", "tcp"].contains(&value.as_str()) => a.p2p = value,
-            "--p2p" => bail!("--p2p takes both, quic or tcp, not {value}"),
-            other => {
-                bail!("unknown flag {other}; use --size-mb, --runs, --work, --p2p both|quic|tcp")
-            }
-        }
-    }
-    Ok(a)
 }
 
 /// A node process with its data dir and API URL.
@@ -82,14 +70,7 @@ impl Node {
             .arg(&dir)
             .args(["--name", name, "--district-key", key])
             .args(["--listen", &format!("{ip}:0")])
-            .args([
-                "--p2p-listen",
-                &match p2p {
-                    "quic" => format!("/ip4/{ip}/udp/{udp}/quic-v1"),
-                    "tcp" => format!("/ip4/{ip}/tcp/{tcp}"),
-                    _ => format!("/ip4/{ip}/udp/{udp}/quic-v1,/ip4/{ip}/tcp/{tcp}"),
-                },
-            ])
+            .args(["--p2p-listen", &p2p_listen(ip, p2p, udp, tcp)])
             .args(["--contact-email", "daten@example.org"])
             .output()?;
         if !out.status.success() {
@@ -182,31 +163,9 @@ impl Drop for Node {
 }
 
 fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .default_headers(
-            [(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {TOKEN}").parse().expect("header"),
-            )]
-            .into_iter()
-            .collect(),
-        )
-        .timeout(Duration::from_secs(600))
-        .build()
+    client_with_token(TOKEN, Duration::from_secs(600))
+        .and_then(|b| Ok(b.build()?))
         .expect("client")
-}
-
-fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Writes a Parquet file of about `mb` MB of random numbers and strings (incompressible).
@@ -316,7 +275,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let a = args()?;
+    let a = Args::parse();
     let _ = std::fs::remove_dir_all(&a.work);
     std::fs::create_dir_all(&a.work)?;
     let source = a.work.join("big.parquet");
@@ -394,12 +353,17 @@ fn main() -> anyhow::Result<()> {
     if !stored_path.is_file() {
         bail!("{} is not the stored file", stored_path.display());
     }
-    wait("catalog replicated", 30, || {
-        consumer
-            .get("/api/v1/catalog?q=messreihe")
-            .ok()
-            .filter(|v| v["total"] == 1)
-    })?;
+    wait_for(
+        "catalog replicated",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || {
+            Ok(consumer
+                .get("/api/v1/catalog?q=messreihe")
+                .ok()
+                .filter(|v| v["total"] == 1))
+        },
+    )?;
 
     let axum_url = serve_axum(stored_path.clone())?;
     let mut python = Command::new("python3")
@@ -438,12 +402,17 @@ fn main() -> anyhow::Result<()> {
         let cpu_before = (provider.cpu_secs()?, consumer.cpu_secs()?);
         let started = consumer.post("/api/v1/transfers", &body)?;
         let id = started["id"].as_str().context("id")?.to_owned();
-        let done = wait("transfer complete", 600, || {
-            consumer
-                .get(&format!("/api/v1/transfers/{id}"))
-                .ok()
-                .filter(|r| r["state"] != "running")
-        })?;
+        let done = wait_for(
+            "transfer complete",
+            Duration::from_secs(600),
+            Duration::from_millis(20),
+            || {
+                Ok(consumer
+                    .get(&format!("/api/v1/transfers/{id}"))
+                    .ok()
+                    .filter(|r| r["state"] != "running"))
+            },
+        )?;
         if done["state"] != "complete" {
             bail!("transfer failed: {done}");
         }

@@ -1,5 +1,7 @@
 //! Helpers for the black-box tests: real `allmende` processes in temporary data dirs.
 
+pub mod member;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -255,32 +257,40 @@ impl Drop for TestNode {
     }
 }
 
-/// Forms a federation `id` of `nodes` through the CLI (cards, `create` on the first, `sign` on
-/// the others, `apply` everywhere) and waits until every member is connected to every other.
-pub fn federate(nodes: &[&TestNode], id: &str) {
-    let dir = nodes[0].dir.path();
-    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
-    let cards: Vec<String> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let card = path(&dir.join(format!("card{i}.json")));
-            n.ok(&["federation", "card", "-o", &card]);
-            card
-        })
-        .collect();
-    let roster = path(&dir.join("roster.hex"));
-    let mut args = vec!["federation", "create", "--id", id, "-o", &roster];
-    for c in &cards[1..] {
-        args.extend(["--card", c.as_str()]);
-    }
-    nodes[0].ok(&args);
+/// Forms a federation `id` of `nodes` purely through the CLI: every node writes its card
+/// ([`TestNode::card`]), the first creates the founding roster from the others' cards, each of
+/// the others signs the file in turn, and every node applies it. Returns the roster file
+/// (`<id>.roster` in the first node's data dir); does not wait for connections.
+pub fn form_federation(nodes: &[&TestNode], id: &str) -> PathBuf {
+    let cards: Vec<PathBuf> = nodes.iter().map(|n| n.card()).collect();
+    let roster = nodes[0].dir.path().join(format!("{id}.roster"));
+    let out = create_roster(nodes[0], &cards[1..], id, &roster);
+    assert!(out.contains("1 signatures"), "{out}");
     for n in &nodes[1..] {
-        n.ok(&["federation", "sign", &roster]);
+        n.ok(&["federation", "sign", path(&roster)]);
     }
     for n in nodes {
-        n.ok(&["federation", "apply", &roster]);
+        let out = n.ok(&["federation", "apply", path(&roster)]);
+        assert!(out.contains("installed roster version 1"), "{out}");
     }
+    roster
+}
+
+/// `federation create --id id` on `founder` with the members' `cards`, written to `out`;
+/// returns the command's output.
+pub fn create_roster(founder: &TestNode, cards: &[PathBuf], id: &str, out: &Path) -> String {
+    let mut args = vec!["federation", "create", "--id", id];
+    for c in cards {
+        args.extend(["--card", path(c)]);
+    }
+    args.extend(["-o", path(out)]);
+    founder.ok(&args)
+}
+
+/// Forms a federation `id` of `nodes` ([`form_federation`]) and waits until every member is
+/// connected to every other.
+pub fn federate(nodes: &[&TestNode], id: &str) {
+    form_federation(nodes, id);
     poll(
         "every member connected",
         Duration::from_secs(20),
@@ -315,42 +325,118 @@ pub fn air_city(name: &str, key: &str, ip: &str, policy: &str) -> (TestNode, Pat
         ],
     );
     node.start();
-    let csv = node.dir.path().join("air.csv");
-    allmende(&[
-        "sample",
-        "air-quality",
-        "--district-key",
-        key,
-        "--days",
-        "2",
-        "--stations",
-        "3",
-        "-o",
-        csv.to_str().expect("utf-8 path"),
-    ]);
-    node.ok(&[
-        "dataset",
-        "import",
-        csv.to_str().expect("utf-8 path"),
-        "--slug",
-        "air",
-        "--title",
-        &format!("Luftqualität {name}"),
-        "--description",
-        "Stündliche NO2- und PM10-Werte",
-        "--license",
-        "dl-by-de/2.0",
-        "--theme",
-        "ENVI",
-        "--conforms-to",
-        "urn:allmende:schema:air_quality_hourly:1",
-    ]);
-    let policy_file = manifest_dir().join("../data/policies").join(policy);
-    node.ok(&[
-        "policy",
-        "attach",
-        "air",
-        policy_file.to_str().expect("utf-8 path"),
-    ]);
+    let csv = node.import_air(&AirSample {
+        slug: "air",
+        title: &format!("Luftqualität {name}"),
+        district_key: key,
+        days: 2,
+        stations: 3,
+        conforms: true,
+    });
+    node.attach_policy("air", policy);
     (node, csv)
+}
+
+/// The path as a `&str` (every path of these tests is UTF-8).
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The policy file `name` of the repository's `data/policies`.
+pub fn policy_file(name: &str) -> PathBuf {
+    manifest_dir().join("../data/policies").join(name)
+}
+
+/// Generated air-quality data to import (`allmende sample air-quality`).
+pub struct AirSample<'a> {
+    /// The dataset's slug; the CSV is `<slug>.csv` in the node's data dir.
+    pub slug: &'a str,
+    /// The dataset's title.
+    pub title: &'a str,
+    /// The district whose stations are generated.
+    pub district_key: &'a str,
+    /// Days of hourly values.
+    pub days: u32,
+    /// Measuring stations.
+    pub stations: u32,
+    /// Whether the dataset declares `dct:conformsTo` the common schema air_quality_hourly.
+    pub conforms: bool,
+}
+
+impl TestNode {
+    /// Generates `sample` and imports it with the DCAT-AP.de fields filled (not published);
+    /// returns the CSV.
+    pub fn import_air(&self, sample: &AirSample) -> PathBuf {
+        let csv = self.dir.path().join(format!("{}.csv", sample.slug));
+        let (days, stations) = (sample.days.to_string(), sample.stations.to_string());
+        let out = allmende(&[
+            "sample",
+            "air-quality",
+            "--district-key",
+            sample.district_key,
+            "--days",
+            &days,
+            "--stations",
+            &stations,
+            "-o",
+            path(&csv),
+        ]);
+        assert!(out.status.success(), "sample: {out:?}");
+        let mut args = vec![
+            "dataset",
+            "import",
+            path(&csv),
+            "--slug",
+            sample.slug,
+            "--title",
+            sample.title,
+            "--description",
+            "Stündliche NO2- und PM10-Werte",
+            "--license",
+            "dl-by-de/2.0",
+            "--theme",
+            "ENVI",
+        ];
+        if sample.conforms {
+            args.extend(["--conforms-to", "urn:allmende:schema:air_quality_hourly:1"]);
+        }
+        self.ok(&args);
+        csv
+    }
+
+    /// Attaches the policy file `name` of `data/policies` to dataset `slug`.
+    pub fn attach_policy(&self, slug: &str, name: &str) {
+        self.ok(&["policy", "attach", slug, path(&policy_file(name))]);
+    }
+
+    /// Writes this node's member card with `allmende federation card -o` to `card.json` in its
+    /// data dir (once libp2p listens, so that the card carries its addresses) and returns the
+    /// file.
+    pub fn card(&self) -> PathBuf {
+        poll(
+            "card with listen addresses",
+            Duration::from_secs(20),
+            || {
+                self.get("/api/v1/federation/card")["addresses"]
+                    .as_array()
+                    .is_some_and(|a| a.len() >= 2)
+                    .then_some(())
+            },
+            || self.get("/api/v1/federation/card").to_string(),
+        );
+        let card = self.dir.path().join("card.json");
+        self.ok(&["federation", "card", "-o", path(&card)]);
+        card
+    }
+
+    /// `allmende sql` with `--format json`, which must succeed: the rows.
+    pub fn sql_json(&self, sql: &str) -> serde_json::Value {
+        let out = self.cli(&["sql", sql, "--format", "json"]);
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    }
 }

@@ -1,20 +1,66 @@
-//! What the in-process provider tests share: a provider with one imported dataset under a
-//! policy, requests signed by a fixed asker, and asking.
+//! What the node's integration tests share: setting up a node's data dir in-process, the
+//! package's directory, listing files; a provider with one imported dataset under a policy,
+//! requests signed by a fixed asker, and asking; the HTTP API through the router ([`api`]);
+//! a test OpenID provider and a node that trusts it ([`auth`]).
 
-#![allow(dead_code, reason = "each test crate uses a part of it")]
+#![allow(
+    dead_code,
+    unused_imports,
+    unused_macros,
+    reason = "each test crate uses a part of it"
+)]
 
+pub mod api;
+pub mod auth;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use allmende_data::datasets::{Datasets, ImportRequest, MetadataInput};
 use allmende_data::sql::{Engine, EngineConfig};
 use allmende_node::config::Config;
+use allmende_node::identity::Identity;
 use allmende_node::policies::Policies;
 use allmende_node::query::provider::{ProviderContext, answer};
 use allmende_node::serving::Serving;
 use allmende_protocol::query::{AnswerHeader, Fragment, QueryRequest, UserAssertion, batches_hash};
 use allmende_protocol::{PeerId, Signed, SigningKey};
 use allmende_store::Store;
+
+/// The package's directory: as cargo gives it to the running test (a test built in another
+/// checkout sharing the target dir would otherwise carry that checkout's path), else as compiled.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+/// What `allmende init` does, in-process: saves `config` in `dir`, creates the node's identity,
+/// its store and the local admin token; returns the token.
+pub fn init(dir: &Path, config: &Config) -> String {
+    config.save(dir).unwrap();
+    Identity::create(dir).unwrap();
+    Store::open(dir, true).unwrap();
+    allmende_node::auth::token::create(dir, None)
+        .unwrap()
+        .reveal()
+        .to_owned()
+}
+
+/// Every file below `dir`, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
 
 /// A provider and the id of its one dataset.
 pub struct Provider {

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use crate::Args;
 use crate::audit::audit_log;
-use crate::cluster::{Cluster, Events, Rng, ms};
+use crate::cluster::Cluster;
+use crate::events::{Events, Rng, ms};
 
 enum Fault {
     Killed,
@@ -52,7 +53,7 @@ pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
     let end = Instant::now() + Duration::from_secs(a.churn_secs);
     while Instant::now() < end {
         ensure!(
-            !crate::cluster::STOP.load(std::sync::atomic::Ordering::SeqCst),
+            !crate::procs::STOP.load(std::sync::atomic::Ordering::SeqCst),
             "interrupted"
         );
         let now = Instant::now();
@@ -113,7 +114,7 @@ pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
     println!(
         "faults: {kills} kill -9 + restart (restart until the API answers: p50 {:.0} ms), \
          {stops} SIGSTOP/SIGCONT; {creates} publications and {updates} updates during churn",
-        crate::cluster::pct(&restart_ms, 50.0)
+        crate::events::pct(&restart_ms, 50.0)
     );
     let converged = cluster.wait_digests(Duration::from_secs(600))?;
     let conv_ms = ms(lifted.elapsed());
@@ -136,7 +137,7 @@ pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
     for i in 0..n {
         let s = cluster.status(i)?;
         for j in 0..n {
-            let seq = crate::cluster::seq_of(&s, &cluster.nodes[j].peer);
+            let seq = crate::publishing::seq_of(&s, &cluster.nodes[j].peer);
             ensure!(
                 seq == cluster.seq[j],
                 "node {i} holds seq {seq} of node {j}, which published {}",

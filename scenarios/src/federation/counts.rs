@@ -13,6 +13,7 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 
 use crate::cluster::{Cluster, check};
+use crate::publishing::csv_form;
 
 pub(crate) const KIND: &str = "counts_hourly";
 const SCHEMA: &str = "urn:allmende:schema:counts_hourly:1";
@@ -173,12 +174,7 @@ impl Cluster {
     /// or with `restricted` the one without `bikes`) and publishes it.
     pub(crate) fn publish_counts(&mut self, i: usize, restricted: bool) -> anyhow::Result<()> {
         let csv = format!("station,hour,vehicles,bikes\n{}\n", rows(i).join("\n"));
-        let form = reqwest::blocking::multipart::Form::new()
-            .part(
-                "file",
-                reqwest::blocking::multipart::Part::bytes(csv.into_bytes())
-                    .file_name(format!("{SLUG}.csv")),
-            )
+        let form = csv_form(SLUG, csv)
             .text("title", format!("Verkehrsmengen Kommune {i:02}"))
             .text(
                 "description",
@@ -187,8 +183,7 @@ impl Cluster {
             .text("license", "dl-by-de/2.0")
             .text("themes", "TRAN")
             .text("keywords", "Verkehr")
-            .text("conforms_to", SCHEMA)
-            .text("slug", SLUG);
+            .text("conforms_to", SCHEMA);
         self.import_form(i, form)?;
         let policy = if restricted {
             NO_BIKES_POLICY
@@ -205,25 +200,12 @@ impl Cluster {
                 .body(policy)
                 .send()?,
         )?;
-        let v = self.post(i, &format!("/api/v1/datasets/{SLUG}/publish"), &json!({}))?;
-        ensure!(
-            v["seq"].as_u64() == Some(self.seq[i] + 1),
-            "unexpected seq: {v}"
-        );
-        self.seq[i] += 1;
-        Ok(())
+        self.publish_new(i, SLUG)
     }
 
     /// Uploads `csv` as the local (unpublished) dataset `slug` on node `i`.
     pub(crate) fn upload_local(&self, i: usize, slug: &str, csv: String) -> anyhow::Result<()> {
-        let form = reqwest::blocking::multipart::Form::new()
-            .part(
-                "file",
-                reqwest::blocking::multipart::Part::bytes(csv.into_bytes())
-                    .file_name(format!("{slug}.csv")),
-            )
-            .text("slug", slug.to_owned());
-        self.import_form(i, form)?;
+        self.import_form(i, csv_form(slug, csv))?;
         Ok(())
     }
 

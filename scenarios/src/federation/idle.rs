@@ -6,7 +6,8 @@ use allmende_scenarios::{cpu_ticks, rss_kb, ticks_per_sec};
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::cluster::{Cluster, Events, Node};
+use crate::cluster::{Cluster, Node};
+use crate::events::Events;
 
 pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
     let mut cluster = Cluster::start(a, events)?;

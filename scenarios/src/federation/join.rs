@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 
 use crate::Args;
 use crate::audit::audit_log;
-use crate::cluster::{Cluster, Events, STOP, ms, pct};
+use crate::cluster::Cluster;
+use crate::events::{Events, ms, pct};
+use crate::procs::STOP;
 
 /// One join's times, ms from the proposal.
 struct Join {

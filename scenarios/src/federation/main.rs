@@ -31,11 +31,15 @@ mod audit;
 mod churn;
 mod cluster;
 mod counts;
+mod events;
+mod forming;
 mod idle;
 mod join;
 mod netns;
 mod partition;
+mod procs;
 mod propagation;
+mod publishing;
 mod query;
 mod saturation;
 mod smoke;
@@ -44,34 +48,77 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::ensure;
+use clap::Parser;
+use clap::builder::PossibleValuesParser;
 use serde_json::json;
 
-use cluster::{Events, install_signal_watcher};
+use events::Events;
+use procs::install_signal_watcher;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
 
-#[derive(Clone, Debug)]
+/// Federation figures with N real `allmende` node processes on loopback; the cases are
+/// described in scenarios/README.md.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "federation")]
 pub(crate) struct Args {
+    /// What to run and measure.
+    #[arg(long, value_parser = PossibleValuesParser::new(CASES))]
     pub(crate) case: String,
+    /// Node processes, 2 to 250 [default: 5 for smoke, 3 for saturation, 50 for churn and
+    /// join, 20 for the others].
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub(crate) nodes: usize,
+    /// propagation: publications and updates, one at a time on random nodes.
+    #[arg(long, default_value_t = 60)]
     pub(crate) updates: usize,
+    /// partition: how many times the nodes are split and healed.
+    #[arg(long, default_value_t = 3)]
     pub(crate) repeats: usize,
+    /// partition: seconds the split lasts while both halves publish.
+    #[arg(long, default_value_t = 10)]
     pub(crate) partition_secs: u64,
+    /// idle: seconds of the quiet period over which RSS and CPU are sampled.
+    #[arg(long, default_value_t = 30)]
     pub(crate) idle_secs: u64,
+    /// Anti-entropy interval of the nodes in ms (at least 100).
+    #[arg(long = "sync-interval-ms", default_value_t = 1000)]
     pub(crate) sync_ms: u64,
+    /// Where events.jsonl and summary.json go [default:
+    /// $TMPDIR/allmende-federation/<case>-<unix time>].
+    #[arg(long)]
     pub(crate) results: Option<PathBuf>,
+    /// Where the node data dirs go (e.g. /dev/shm) [default: $TMPDIR].
+    #[arg(long)]
     pub(crate) work: Option<PathBuf>,
+    /// Seed of the choice of publishing nodes and faults [default: from the clock].
+    #[arg(long, default_value_t = seed_from_clock(), hide_default_value = true)]
     pub(crate) seed: u64,
+    /// query: small federated queries per kind (three kinds), each with its local twin.
+    #[arg(long, default_value_t = 100)]
     pub(crate) queries: usize,
+    /// query: the deadline of the blackholed queries, in ms.
+    #[arg(long, default_value_t = 1000)]
     pub(crate) deadline_ms: u64,
+    /// query: queries while two providers are blackholed.
+    #[arg(long, default_value_t = 10)]
     pub(crate) blackhole_queries: usize,
+    /// query: seconds of the trickle, alone and then again under the flood.
+    #[arg(long, default_value_t = 15)]
     pub(crate) flood_secs: u64,
+    /// query: concurrent clients of the flooding member.
+    #[arg(long, default_value_t = 8)]
     pub(crate) flood_clients: usize,
+    /// churn: seconds of kills, restarts, SIGSTOPs and publications.
+    #[arg(long, default_value_t = 60)]
     pub(crate) churn_secs: u64,
+    /// join: members of the founding federation.
+    #[arg(long, default_value_t = 3)]
     pub(crate) initial: usize,
-    /// The libp2p transports the nodes listen on: `both` (QUIC first), `quic` or `tcp`.
+    /// The libp2p transports the nodes listen on: both (QUIC first), quic or tcp.
+    #[arg(long, default_value = "both", value_parser = ["both", "quic", "tcp"])]
     pub(crate) p2p: String,
 }
 
@@ -86,65 +133,14 @@ const CASES: [&str; 8] = [
     "saturation",
 ];
 
-const USAGE: &str = "usage: federation --case smoke|propagation|partition|idle|query|churn|join|saturation \
-[--nodes N] [--updates K] [--repeats R] [--partition-secs S] [--idle-secs S] \
-[--queries Q] [--deadline-ms MS] [--blackhole-queries B] [--flood-secs S] [--flood-clients C] \
-[--churn-secs S] [--initial K] [--sync-interval-ms MS] [--results DIR] [--work DIR] [--seed N] \
-[--p2p both|quic|tcp]";
+fn seed_from_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        case: String::new(),
-        nodes: 0,
-        updates: 60,
-        repeats: 3,
-        partition_secs: 10,
-        idle_secs: 30,
-        sync_ms: 1000,
-        results: None,
-        work: None,
-        seed: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-        queries: 100,
-        deadline_ms: 1000,
-        blackhole_queries: 10,
-        flood_secs: 15,
-        flood_clients: 8,
-        churn_secs: 60,
-        initial: 3,
-        p2p: "both".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--case" => a.case = value,
-            "--nodes" => a.nodes = value.parse()?,
-            "--updates" => a.updates = value.parse()?,
-            "--repeats" => a.repeats = value.parse()?,
-            "--partition-secs" => a.partition_secs = value.parse()?,
-            "--idle-secs" => a.idle_secs = value.parse()?,
-            "--sync-interval-ms" => a.sync_ms = value.parse()?,
-            "--results" => a.results = Some(value.into()),
-            "--work" => a.work = Some(value.into()),
-            "--seed" => a.seed = value.parse()?,
-            "--queries" => a.queries = value.parse()?,
-            "--deadline-ms" => a.deadline_ms = value.parse()?,
-            "--blackhole-queries" => a.blackhole_queries = value.parse()?,
-            "--flood-secs" => a.flood_secs = value.parse()?,
-            "--flood-clients" => a.flood_clients = value.parse()?,
-            "--churn-secs" => a.churn_secs = value.parse()?,
-            "--initial" => a.initial = value.parse()?,
-            "--p2p" if ["both", "quic", "tcp"].contains(&value.as_str()) => a.p2p = value,
-            "--p2p" => bail!("--p2p takes both, quic or tcp, not {value}"),
-            other => bail!("unknown flag {other}\n{USAGE}"),
-        }
-    }
+    let mut a = Args::parse();
     if a.nodes == 0 {
         a.nodes = match a.case.as_str() {
             "smoke" => 5,
@@ -153,7 +149,6 @@ fn args() -> anyhow::Result<Args> {
             _ => 20,
         };
     }
-    ensure!(CASES.contains(&a.case.as_str()), "{USAGE}");
     ensure!((2..=250).contains(&a.nodes), "--nodes must be 2 to 250");
     ensure!(a.sync_ms >= 100, "--sync-interval-ms must be at least 100");
     Ok(a)

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, bail, ensure};
 
-use crate::cluster::{STOP, child_command, register, unregister};
+use crate::procs::{STOP, child_command, register, unregister};
 
 /// Set in the re-executed harness that runs inside `unshare -n`.
 const NETNS_ENV: &str = "ALLMENDE_FEDSIM_NETNS";

@@ -7,8 +7,10 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::cluster::{Cluster, Events, ms, pct, seq_of};
+use crate::cluster::Cluster;
+use crate::events::{Events, ms, pct};
 use crate::netns::{nft, tcp_port};
+use crate::publishing::seq_of;
 
 pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
     let mut cluster = Cluster::start(a, events)?;

@@ -9,7 +9,10 @@ use anyhow::ensure;
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::cluster::{Cluster, Events, POLL, Rng, STOP, ms, pct, seq_of};
+use crate::cluster::{Cluster, POLL};
+use crate::events::{Events, Rng, ms, pct};
+use crate::procs::STOP;
+use crate::publishing::seq_of;
 
 /// Measures, for each of `count` publications on random nodes, the time from the request until
 /// every other node shows the new seq. Returns the latencies in ms.

@@ -15,9 +15,11 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::cluster::{Cluster, Events, STOP, check, ms, pct};
+use crate::cluster::{Cluster, check};
 use crate::counts::{self, BIKES_QUERY, QUERIES, local_sql, rows_equal, statuses};
+use crate::events::{Events, ms, pct};
 use crate::netns::{nft, tcp_port};
+use crate::procs::STOP;
 
 /// The asking node.
 const ASKER: usize = 0;

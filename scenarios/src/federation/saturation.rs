@@ -13,8 +13,9 @@ use anyhow::ensure;
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::cluster::{Cluster, Events, client, ms, pct};
+use crate::cluster::{Cluster, client};
 use crate::counts::QUERIES;
+use crate::events::{Events, ms, pct};
 
 /// The member whose threads are saturated.
 const TARGET: usize = 0;

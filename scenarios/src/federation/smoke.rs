@@ -6,8 +6,9 @@ use anyhow::ensure;
 use serde_json::Value;
 
 use crate::Args;
-use crate::cluster::{Cluster, Events, Rng, check, ms};
+use crate::cluster::{Cluster, check};
 use crate::counts::{self, BIKES_QUERY, QUERIES, local_sql, rows_equal, statuses};
+use crate::events::{Events, Rng, ms};
 use crate::propagation::{propagation_run, report_latencies};
 
 pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
