@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 
 use allmende_fuzzing::TARGETS;
 
+/// A directory of inputs and the target they are for.
+type Inputs = (PathBuf, fn(&[u8]));
+
 /// Every input directory with its target.
-fn directories() -> Vec<(PathBuf, fn(&[u8]))> {
+fn directories() -> Vec<Inputs> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut out = Vec::new();
     for kind in ["corpus", "regressions"] {
