@@ -4,6 +4,7 @@
 //! built in code cannot bypass it.
 use crate::ast::{Constraint, Duty, Policy, RightOperand, RuleParties};
 use crate::parse::MAX_DEPTH;
+use crate::parse::context::emitted_prefix_of;
 use crate::vocab::{LeftOperand, Operator, PROFILE_IRI, PolicyKind};
 
 /// Why a policy breaks the profile.
@@ -57,6 +58,18 @@ pub enum ProfileError {
     /// `version` 0.
     #[error("`version` starts at 1")]
     Version,
+    /// An IRI that a policy document would read as a compact IRI (`odrl:x`, `dct:x`): written
+    /// out, it would come back as another IRI.
+    #[error(
+        "the IRI `{iri}` begins with `{prefix}:`, a prefix of the policy context; \
+         write the IRI in full"
+    )]
+    PrefixedIri {
+        /// The IRI.
+        iri: String,
+        /// The prefix.
+        prefix: &'static str,
+    },
 }
 
 /// Checks a policy against the profile.
@@ -72,6 +85,7 @@ pub fn validate(p: &Policy) -> Result<(), ProfileError> {
     if p.version == Some(0) {
         return Err(ProfileError::Version);
     }
+    check_iris(p)?;
     let rules = p
         .permissions
         .iter()
@@ -101,6 +115,65 @@ pub fn validate(p: &Policy) -> Result<(), ProfileError> {
         }
     }
     Ok(())
+}
+
+/// Refuses IRIs that the emitted JSON-LD cannot carry unchanged ([`emitted_prefix_of`]).
+fn check_iris(p: &Policy) -> Result<(), ProfileError> {
+    fn parties(r: &RuleParties) -> impl Iterator<Item = &String> {
+        [&r.target, &r.assigner, &r.assignee].into_iter().flatten()
+    }
+    fn constraint<'a>(c: &'a Constraint, out: &mut Vec<&'a String>) {
+        match c {
+            Constraint::Logical(l) => {
+                out.extend(&l.uid);
+                l.operands.iter().for_each(|c| constraint(c, out));
+            }
+            Constraint::Atomic(a) => {
+                out.extend(&a.uid);
+                match &a.right {
+                    RightOperand::Iri(i) => out.push(i),
+                    RightOperand::List(items) => out.extend(items.iter().filter_map(|r| match r {
+                        RightOperand::Iri(i) => Some(i),
+                        _ => None,
+                    })),
+                    _ => {}
+                }
+            }
+        }
+    }
+    fn duty<'a>(d: &'a Duty, out: &mut Vec<&'a String>) {
+        out.extend(&d.uid);
+        out.extend(parties(&d.parties));
+        d.constraints.iter().for_each(|c| constraint(c, out));
+    }
+    let mut iris: Vec<&String> = vec![&p.uid];
+    iris.extend(
+        [&p.target, &p.assigner, &p.assignee, &p.issuer]
+            .into_iter()
+            .flatten(),
+    );
+    for r in &p.permissions {
+        iris.extend(&r.uid);
+        iris.extend(parties(&r.parties));
+        r.constraints.iter().for_each(|c| constraint(c, &mut iris));
+        r.duties.iter().for_each(|d| duty(d, &mut iris));
+    }
+    for r in &p.prohibitions {
+        iris.extend(&r.uid);
+        iris.extend(parties(&r.parties));
+        r.constraints.iter().for_each(|c| constraint(c, &mut iris));
+    }
+    p.obligations.iter().for_each(|d| duty(d, &mut iris));
+    match iris
+        .into_iter()
+        .find_map(|i| emitted_prefix_of(i).map(|prefix| (i, prefix)))
+    {
+        Some((iri, prefix)) => Err(ProfileError::PrefixedIri {
+            iri: iri.clone(),
+            prefix,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_duty(d: &Duty) -> Result<(), ProfileError> {

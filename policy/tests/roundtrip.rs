@@ -49,3 +49,61 @@ fn cbor_rejects_unknown_keys_and_non_canonical_forms() {
     let bytes = allmende_protocol::cbor::encode_value(Value::Map(m)).unwrap();
     assert!(cbor::from_slice(&bytes, 1 << 20).is_err());
 }
+
+/// A minimal policy document with `uid` and the permission's `uid` as given, under `context`.
+fn doc(context: serde_json::Value, uid: &str, rule_uid: &str) -> String {
+    serde_json::json!({"@context": context, "@type": "Set", "uid": uid, "target": "urn:ds",
+                       "permission": [{"uid": rule_uid, "action": "use"}]})
+    .to_string()
+}
+
+#[test]
+fn only_prefix_terms_expand_compact_iris() {
+    const ODRL: &str = "http://www.w3.org/ns/odrl.jsonld";
+    // `action` is an ODRL term but not a prefix (its IRI does not end in a gen-delim), so
+    // `action:` is an IRI of its own; the fuzzer's `policy_cbor` crash of 7 December 2026.
+    let p = jsonld::from_str(&doc(ODRL.into(), "action:", "action:x")).unwrap();
+    assert_eq!(p.uid, "action:");
+    assert_eq!(p.permissions[0].uid.as_deref(), Some("action:x"));
+    assert_eq!(jsonld::from_str(&emit::to_string(&p)).unwrap(), p);
+    // `odrl` is a prefix.
+    let p = jsonld::from_str(&doc(ODRL.into(), "odrl:p", "urn:r")).unwrap();
+    assert_eq!(p.uid, "http://www.w3.org/ns/odrl/2/p");
+    // Inline: a plain string ending in `/` or an explicit `@prefix: true` is a prefix; a
+    // string ending otherwise is not.
+    let context = serde_json::json!([ODRL, {
+        "ex": "https://e.example/ns/",
+        "ey": {"@id": "https://e.example/y", "@prefix": true},
+        "ez": "https://e.example/z",
+    }]);
+    let p = jsonld::from_str(&doc(context.clone(), "ex:a", "ey:b")).unwrap();
+    assert_eq!(p.uid, "https://e.example/ns/a");
+    assert_eq!(
+        p.permissions[0].uid.as_deref(),
+        Some("https://e.example/yb")
+    );
+    let p = jsonld::from_str(&doc(context, "ez:c", "urn:r")).unwrap();
+    assert_eq!(p.uid, "ez:c");
+}
+
+#[test]
+fn iris_the_emitted_context_would_misread_are_refused() {
+    // An IRI with the scheme `dct` (a prefix of the emitted context) cannot be written out.
+    let err = jsonld::from_str(&doc(
+        "http://www.w3.org/ns/odrl.jsonld".into(),
+        "urn:p",
+        "dct:x",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`dct:x`"), "{err}");
+    let mut p = allmende_policy::Policy::new(allmende_policy::PolicyKind::Set, "odrl:p");
+    p.target = Some("urn:ds".into());
+    let bytes = cbor::to_vec(&p).unwrap();
+    let err = cbor::from_slice(&bytes, 1 << 20).unwrap_err().to_string();
+    assert!(err.contains("`odrl:p`"), "{err}");
+    // `scheme://…` is never a compact IRI.
+    p.uid = "odrl://p".into();
+    let bytes = cbor::to_vec(&p).unwrap();
+    assert_eq!(cbor::from_slice(&bytes, 1 << 20).unwrap(), p);
+}

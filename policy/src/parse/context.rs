@@ -5,7 +5,8 @@
 //! 2025-04-10 `neq` erratum), the Data Integrity v2 context, and inline objects (prefixes and
 //! term definitions, such as the profile context from [`profile_context`]). Any other remote
 //! context is refused by name.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 
@@ -134,10 +135,38 @@ pub fn policy_context() -> Value {
     json!([ODRL_CONTEXT, profile_context()])
 }
 
-/// An active context: term → absolute IRI or keyword.
+/// An active context: term → absolute IRI or keyword, and which terms may be used as the
+/// prefix of a compact IRI.
+///
+/// Prefixes follow JSON-LD 1.1 (§ 4.1.5 of the syntax, the term definition's *prefix flag*): a
+/// term defined by a plain string that ends in a gen-delim character (`:/?#[]@`), or by an
+/// object with `"@prefix": true`. Other terms are not prefixes: `action:` stays the IRI
+/// `action:` although `action` is an ODRL term.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     terms: HashMap<String, String>,
+    prefixes: HashSet<String>,
+}
+
+/// The context of every emitted policy ([`policy_context`]), built once.
+static EMITTED: LazyLock<Context> = LazyLock::new(|| {
+    Context::from_value(Some(&policy_context())).expect("the emitted context is valid")
+});
+
+/// The prefix of the emitted policy context that `iri` would be read with, if any: such an
+/// IRI (`odrl:x`, `dct:x`) cannot be written in a policy document without changing its
+/// meaning, since a reader expands it.
+pub fn emitted_prefix_of(iri: &str) -> Option<&'static str> {
+    let (p, rest) = iri.split_once(':')?;
+    if rest.starts_with("//") {
+        return None;
+    }
+    EMITTED.prefixes.get(p).map(String::as_str)
+}
+
+/// Whether a simple term definition's IRI ends in a gen-delim character (RFC 3986 § 2.2).
+fn ends_in_gen_delim(iri: &str) -> bool {
+    iri.ends_with([':', '/', '?', '#', '[', ']', '@'])
 }
 
 impl Context {
@@ -179,29 +208,38 @@ impl Context {
                         "dataType" => format!("{ODRL}datatype"),
                         _ => format!("{ODRL}{t}"),
                     };
-                    self.terms.insert((*t).to_owned(), iri);
+                    self.define(t, iri, false);
                 }
-                self.terms
-                    .insert("dataType".into(), format!("{ODRL}datatype"));
-                self.terms.insert("odrl".into(), ODRL.into());
-                self.terms.insert("rdf".into(), RDF.into());
-                self.terms.insert("xsd".into(), XSD.into());
-                self.terms.insert("uid".into(), "@id".into());
-                self.terms.insert("type".into(), "@type".into());
+                self.define("dataType", format!("{ODRL}datatype"), false);
+                self.define("odrl", ODRL.into(), true);
+                self.define("rdf", RDF.into(), true);
+                self.define("xsd", XSD.into(), true);
+                self.define("uid", "@id".into(), false);
+                self.define("type", "@type".into(), false);
                 Ok(())
             }
             DATA_INTEGRITY_CONTEXT => {
-                self.terms.insert("id".into(), "@id".into());
-                self.terms.insert("type".into(), "@type".into());
+                self.define("id", "@id".into(), false);
+                self.define("type", "@type".into(), false);
                 Ok(())
             }
             other => Err(ParseError::UnpinnedContext(other.to_owned())),
         }
     }
 
+    /// Defines `term`, replacing an earlier definition and its prefix flag.
+    fn define(&mut self, term: &str, iri: String, prefix: bool) {
+        if prefix {
+            self.prefixes.insert(term.to_owned());
+        } else {
+            self.prefixes.remove(term);
+        }
+        self.terms.insert(term.to_owned(), iri);
+    }
+
     fn add_inline(&mut self, map: &Map<String, Value>) -> Result<(), ParseError> {
         // Two passes, so that term definitions may use prefixes defined in the same object.
-        let mut pending = Vec::new();
+        let mut defined = Vec::new();
         for (term, def) in map {
             if term == "@version" {
                 continue;
@@ -209,18 +247,35 @@ impl Context {
             if term.starts_with('@') {
                 return Err(ParseError::unsupported("@context keyword", term.clone()));
             }
-            let iri = match def {
-                Value::String(s) => s.clone(),
-                Value::Object(o) => match o.get("@id") {
-                    Some(Value::String(s)) => s.clone(),
-                    _ => {
+            let (iri, prefix) = match def {
+                Value::String(s) => (
+                    s.clone(),
+                    !term.contains([':', '/']) && ends_in_gen_delim(s),
+                ),
+                Value::Object(o) => {
+                    let Some(Value::String(s)) = o.get("@id") else {
                         return Err(ParseError::invalid(
                             term.clone(),
                             "term definition without `@id`",
                         ));
-                    }
-                },
-                Value::Null => continue,
+                    };
+                    let prefix = match o.get("@prefix") {
+                        None => false,
+                        Some(Value::Bool(b)) => *b,
+                        Some(_) => {
+                            return Err(ParseError::invalid(
+                                term.clone(),
+                                "`@prefix` is not a boolean",
+                            ));
+                        }
+                    };
+                    (s.clone(), prefix)
+                }
+                Value::Null => {
+                    self.terms.remove(term);
+                    self.prefixes.remove(term);
+                    continue;
+                }
                 _ => {
                     return Err(ParseError::invalid(
                         term.clone(),
@@ -228,31 +283,16 @@ impl Context {
                     ));
                 }
             };
-            if !iri.contains(':') || iri.starts_with('@') {
-                self.terms.insert(term.clone(), iri);
-            } else {
-                pending.push((term.clone(), iri));
-            }
+            defined.push((term.clone(), iri, prefix));
         }
-        let snapshot = self.clone();
-        let mut local = Context {
-            terms: HashMap::new(),
-        };
-        for (term, iri) in &pending {
-            local.terms.insert(term.clone(), iri.clone());
+        // A definition's own IRI may be compact, with a prefix of this object or of the
+        // context before it.
+        let mut local = self.clone();
+        for (term, iri, prefix) in &defined {
+            local.define(term, iri.clone(), *prefix);
         }
-        for (term, iri) in pending {
-            let expanded = match iri.split_once(':') {
-                Some((p, rest)) if !rest.starts_with("//") => local
-                    .terms
-                    .get(p)
-                    .or_else(|| snapshot.terms.get(p))
-                    .filter(|base| base.contains(':'))
-                    .map(|base| format!("{base}{rest}"))
-                    .unwrap_or(iri),
-                _ => iri,
-            };
-            self.terms.insert(term, expanded);
+        for (term, iri, prefix) in defined {
+            self.define(&term, local.expand_iri(&iri), prefix);
         }
         Ok(())
     }
@@ -276,6 +316,7 @@ impl Context {
     pub fn expand_iri(&self, s: &str) -> String {
         if let Some((p, rest)) = s.split_once(':')
             && !rest.starts_with("//")
+            && self.prefixes.contains(p)
             && let Some(base) = self.terms.get(p)
             && base.contains(':')
         {
