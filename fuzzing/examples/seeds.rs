@@ -13,6 +13,9 @@ use allmende_policy::{Policy, PolicyId};
 use allmende_protocol::catalog::{CatalogEntry, EntryOp, PolicyRef};
 use allmende_protocol::dcat::{Agent, DatasetRecord};
 use allmende_protocol::negotiate::{NegotiateRequest, NegotiateResponse};
+use allmende_protocol::plan::{
+    AggregateCall, BinaryOp, DataType, Expr, Named, Output, PLAN_VERSION, Scalar, SubPlan, TimeUnit,
+};
 use allmende_protocol::query::{
     Aggregate, AggregateFn, AnswerFrame, AnswerHeader, AnswerStatus, CompareOp, Condition,
     Fragment, Literal, QueryRequest, QueryResponse, Receipt, ReceiptLine, UserAssertion,
@@ -70,6 +73,62 @@ const TYPICAL: &str = r#"{
       {"leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": [{"@id": "https://w3id.org/dpv#AcademicResearch"}]}],
     "duty": [{"action": "attribute"}]}]
 }"#;
+
+/// `SELECT date_trunc('day', ts) AS day, sum(CAST(n AS DECIMAL(20, 0))) FILTER (WHERE n > 0),
+/// count(DISTINCT counter) WHERE ts >= TIMESTAMP '2026-01-01 00:00:00' GROUP BY 1`.
+fn plan() -> SubPlan {
+    let col = |c: &str| Expr::Column(c.into());
+    SubPlan {
+        version: PLAN_VERSION,
+        filter: Some(Expr::Binary {
+            op: BinaryOp::GtEq,
+            left: Box::new(col("ts")),
+            right: Box::new(Expr::Literal(Scalar::Timestamp {
+                value: 1_767_225_600_000_000,
+                unit: TimeUnit::Microsecond,
+                timezone: None,
+            })),
+        }),
+        output: Output::Aggregate {
+            group_by: vec![Named {
+                name: "day".into(),
+                expr: Expr::Call {
+                    function: "date_trunc".into(),
+                    args: vec![Expr::Literal(Scalar::Utf8("day".into())), col("ts")],
+                },
+            }],
+            aggregates: vec![
+                AggregateCall {
+                    name: "vehicles".into(),
+                    function: "sum".into(),
+                    args: vec![Expr::Cast {
+                        expr: Box::new(col("n")),
+                        to: DataType::Decimal128 {
+                            precision: 20,
+                            scale: 0,
+                        },
+                        safe: false,
+                    }],
+                    distinct: false,
+                    filter: Some(Expr::Binary {
+                        op: BinaryOp::Gt,
+                        left: Box::new(col("n")),
+                        right: Box::new(Expr::Literal(Scalar::Int64(0))),
+                    }),
+                    order_by: vec![],
+                },
+                AggregateCall {
+                    name: "counters".into(),
+                    function: "count".into(),
+                    args: vec![col("counter")],
+                    distinct: true,
+                    filter: None,
+                    order_by: vec![],
+                },
+            ],
+        },
+    }
+}
 
 fn fragment() -> Fragment {
     Fragment {
@@ -295,6 +354,9 @@ fn main() {
     second.threshold = Some(1);
     second.valid_until = Some(1_800_000_000);
     write("roster", "payload-2", &second.payload().unwrap());
+
+    // Plans.
+    write("plan", "daily", &enc(&plan()));
 
     // Fragments.
     write("fragment", "aggregate", &enc(&fragment()));

@@ -1,5 +1,5 @@
 //! Fuzz entry points for everything a node decodes from outside: the COSE envelope, every wire
-//! message, the query fragment, the roster, the policy parsers (JSON-LD and CBOR), the
+//! message, the query fragment and plan, the roster, the policy parsers (JSON-LD and CBOR), the
 //! importers and the SQL entry point.
 //!
 //! Each `pub fn <target>(data: &[u8])` must not panic on any input; where an invariant exists
@@ -15,6 +15,7 @@ pub mod fragment;
 #[cfg(feature = "data")]
 pub mod import;
 pub mod messages;
+pub mod plan;
 pub mod policy;
 pub mod roster;
 #[cfg(feature = "data")]
@@ -27,6 +28,7 @@ pub use fragment::fragment;
 #[cfg(feature = "data")]
 pub use import::{import_csv, import_geojson, import_json};
 pub use messages::messages;
+pub use plan::plan;
 pub use policy::{policy_cbor, policy_jsonld};
 pub use roster::roster;
 #[cfg(feature = "data")]
@@ -40,6 +42,7 @@ pub const TARGETS: &[Target] = &[
     ("envelope", envelope),
     ("messages", messages),
     ("fragment", fragment),
+    ("plan", plan),
     ("roster", roster),
     ("policy_jsonld", policy_jsonld),
     ("policy_cbor", policy_cbor),

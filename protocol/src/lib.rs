@@ -13,6 +13,7 @@
 //! - [`negotiate`]: contract negotiation messages (offer, signed request, agreement);
 //! - [`frame`]: length-prefixed CBOR frames of the stream protocols;
 //! - [`query`]: federated query requests, signed answers and receipts;
+//! - [`plan`]: the closed plan language of what a provider computes for an asking node;
 //! - [`transfer`]: whole-dataset transfer requests and signed file headers;
 //! - [`codec`]: serde helpers for binary fields;
 //! - [`version`]: protocol ids and format versions.
@@ -25,6 +26,7 @@ pub mod dcat;
 pub mod envelope;
 pub mod frame;
 pub mod negotiate;
+pub mod plan;
 pub mod query;
 pub mod roster;
 pub mod sync;

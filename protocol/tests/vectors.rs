@@ -204,3 +204,52 @@ fn envelope_structure() {
     // Signature: bstr(64) at the end.
     assert_eq!(stored[stored.len() - 66..stored.len() - 64], [0x58, 0x40]);
 }
+
+#[test]
+fn sub_plan_encoding_is_stable() {
+    use allmende_protocol::plan::*;
+    let plan = SubPlan {
+        version: PLAN_VERSION,
+        filter: Some(Expr::Binary {
+            op: BinaryOp::GtEq,
+            left: Box::new(Expr::Column("ts".into())),
+            right: Box::new(Expr::Literal(Scalar::Timestamp {
+                value: 1_767_225_600_000_000,
+                unit: TimeUnit::Microsecond,
+                timezone: Some("UTC".into()),
+            })),
+        }),
+        output: Output::Aggregate {
+            group_by: vec![Named {
+                name: "day".into(),
+                expr: Expr::Call {
+                    function: "date_trunc".into(),
+                    args: vec![
+                        Expr::Literal(Scalar::Utf8("day".into())),
+                        Expr::Column("ts".into()),
+                    ],
+                },
+            }],
+            aggregates: vec![AggregateCall {
+                name: "vehicles".into(),
+                function: "sum".into(),
+                args: vec![Expr::Cast {
+                    expr: Box::new(Expr::Column("n".into())),
+                    to: DataType::Decimal128 {
+                        precision: 20,
+                        scale: 0,
+                    },
+                    safe: false,
+                }],
+                distinct: false,
+                filter: None,
+                order_by: vec![],
+            }],
+        },
+    };
+    plan.check().unwrap();
+    let bytes = cbor::to_vec(&plan).unwrap();
+    check_vector("sub_plan", &bytes);
+    let back: SubPlan = cbor::from_slice(&read_vector("sub_plan"), 1 << 20).unwrap();
+    assert_eq!(back, plan);
+}
