@@ -1,6 +1,7 @@
 //! The plan language's limits and lists.
 use super::*;
 use crate::cbor;
+use crate::query::{MAX_CONDITION_VALUES, MAX_IDENTIFIER_BYTES};
 
 fn col(c: &str) -> Expr {
     Expr::Column(c.into())
@@ -106,11 +107,11 @@ fn function_lists_are_sorted_and_without_repeats() {
     for list in [SCALAR_FUNCTIONS, AGGREGATE_FUNCTIONS] {
         assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
     }
-    assert!(functions::is_scalar("date_trunc"));
-    assert!(!functions::is_scalar("now"));
-    assert!(!functions::is_scalar("random"));
-    assert!(functions::is_aggregate("count"));
-    assert!(!functions::is_aggregate("date_trunc"));
+    assert!(is_scalar("date_trunc"));
+    assert!(!is_scalar("now"));
+    assert!(!is_scalar("random"));
+    assert!(is_aggregate("count"));
+    assert!(!is_aggregate("date_trunc"));
 }
 
 #[test]
