@@ -159,6 +159,10 @@ impl XsdDuration {
     pub fn secs(&self) -> u64 {
         self.secs
     }
+    /// The nanoseconds beyond the whole seconds.
+    pub fn subsec_nanos(&self) -> u32 {
+        self.nanos
+    }
     /// The length as a chrono delta (saturating at its maximum).
     pub fn as_delta(&self) -> TimeDelta {
         i64::try_from(self.secs)

@@ -107,3 +107,35 @@ fn iris_the_emitted_context_would_misread_are_refused() {
     let bytes = cbor::to_vec(&p).unwrap();
     assert_eq!(cbor::from_slice(&bytes, 1 << 20).unwrap(), p);
 }
+
+#[test]
+fn a_duration_beyond_chronos_range_keeps_its_nanoseconds() {
+    use allmende_policy::values::XsdDuration;
+    // 3 001 714 728 579 days: past what a chrono delta holds, where `as_delta` saturates; the
+    // fuzzer's `policy_jsonld` crash of 7 December 2026 (the CBOR form gained 0.807 s).
+    for d in [
+        "P3001714728579D".parse::<XsdDuration>().unwrap(),
+        XsdDuration::new(u64::MAX, 999_999_999),
+        XsdDuration::new(259_348_152_549_225_600, 5),
+    ] {
+        let mut p = allmende_policy::Policy::new(allmende_policy::PolicyKind::Set, "urn:p");
+        p.target = Some("urn:ds".into());
+        p.permissions.push(allmende_policy::Permission {
+            uid: None,
+            action: allmende_policy::Action::Use,
+            parties: Default::default(),
+            constraints: vec![allmende_policy::Constraint::Atomic(
+                allmende_policy::AtomicConstraint {
+                    uid: None,
+                    left: allmende_policy::LeftOperand::ElapsedTime,
+                    operator: allmende_policy::Operator::Lteq,
+                    right: allmende_policy::RightOperand::Duration(d),
+                },
+            )],
+            duties: vec![],
+        });
+        let back = cbor::from_slice(&cbor::to_vec(&p).unwrap(), 1 << 20).unwrap();
+        assert_eq!(back, p, "{d}");
+        assert_eq!(jsonld::from_str(&emit::to_string(&p)).unwrap(), p, "{d}");
+    }
+}

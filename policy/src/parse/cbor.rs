@@ -177,7 +177,9 @@ fn right(r: &RightOperand) -> Value {
         RightOperand::Date(d) => Value::Tag(TAG_DATE, Box::new(Value::Text(d.to_string()))),
         RightOperand::Duration(d) => {
             let mut m = vec![(Value::Integer(1.into()), Value::Integer(d.secs().into()))];
-            let nanos = d.as_delta().subsec_nanos();
+            // Not through `as_delta`, which saturates beyond chrono's range (about 292 million
+            // years) and would invent nanoseconds.
+            let nanos = d.subsec_nanos();
             if nanos != 0 {
                 m.push((Value::Integer((-9).into()), Value::Integer(nanos.into())));
             }
