@@ -54,6 +54,20 @@ impl XsdDateTime {
     }
 }
 
+/// Whether `s` is `YYYY-MM-DD` in digits: chrono's `%Y` alone would also take a sign and fewer
+/// digits (`-025-07-01`), which it then prints as another string (`-0025-07-01`).
+fn is_four_digit_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
 impl FromStr for XsdDateTime {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, ValueError> {
@@ -67,7 +81,7 @@ impl FromStr for XsdDateTime {
         } else {
             clock.to_owned()
         };
-        if clock.len() < 8 || date.len() != 10 {
+        if clock.len() < 8 || !is_four_digit_date(date) {
             return Err(err());
         }
         let naive =
@@ -122,7 +136,7 @@ impl XsdDate {
 impl FromStr for XsdDate {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, ValueError> {
-        if s.len() != 10 {
+        if !is_four_digit_date(s) {
             return Err(ValueError::Date(s.to_owned()));
         }
         NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -307,8 +321,25 @@ mod tests {
             "2025-13-01T00:00:00Z",
             "yesterday",
             "2025-01-01T00:00:00+1",
+            // A signed or short year (the policy_jsonld crash of 7 December 2026: it printed
+            // as `-0025-07-01T00:00:00Z`, which did not parse again).
+            "-025-07-01T00:00:00Z",
+            "+025-07-01T00:00:00Z",
+            "025-007-01T00:00:00Z",
         ] {
             assert!(bad.parse::<XsdDateTime>().is_err(), "{bad}");
+        }
+        for bad in ["-025-07-01", "+2025-7-01", "2025-07-1 "] {
+            assert!(bad.parse::<XsdDate>().is_err(), "{bad}");
+        }
+        // Years far from now still print as they parse.
+        for s in [
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00+14:00",
+            "9999-12-31T23:59:59-14:00",
+        ] {
+            let t: XsdDateTime = s.parse().unwrap();
+            assert_eq!(t.to_string().parse::<XsdDateTime>().unwrap(), t, "{s}");
         }
     }
 
