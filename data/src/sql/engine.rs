@@ -78,7 +78,7 @@ impl std::fmt::Debug for Engine {
 /// decoded rows of small files.
 pub(super) struct Inner {
     /// For inputs of [`SMALL_INPUT`] bytes and more: two partitions.
-    state: SessionState,
+    pub(super) state: SessionState,
     /// For smaller inputs (a federated fragment, a merge of partial answers): one partition,
     /// no dynamic filters (its plans are kept and run again).
     small: SessionState,

@@ -12,6 +12,7 @@ mod engine;
 pub mod guard;
 mod kept;
 pub mod pool;
+pub mod subplan;
 #[cfg(test)]
 mod tests;
 

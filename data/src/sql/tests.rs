@@ -363,3 +363,21 @@ async fn a_large_sort_spills_under_the_spill_dir_and_nowhere_else() {
         "{failed:?}"
     );
 }
+
+#[test]
+fn the_plan_languages_functions_are_the_engines_by_their_canonical_names() {
+    use allmende_protocol::plan::{AGGREGATE_FUNCTIONS, SCALAR_FUNCTIONS};
+    let e = engine();
+    let state = &e.inner().state;
+    let scalar = SCALAR_FUNCTIONS
+        .iter()
+        .filter(|n| state.scalar_functions().get(**n).map(|f| f.name()) != Some(**n));
+    let aggregate = AGGREGATE_FUNCTIONS
+        .iter()
+        .filter(|n| state.aggregate_functions().get(**n).map(|f| f.name()) != Some(**n));
+    let wrong: Vec<_> = scalar.chain(aggregate).collect();
+    assert!(
+        wrong.is_empty(),
+        "not the engine's or only an alias: {wrong:?}"
+    );
+}

@@ -5,7 +5,8 @@
 //! `current_time`, `to_local_time`), a random source (`random`, `uuid`), the engine or its
 //! files (`version`, `input_file_name`, `file_row_index`, `arrow_metadata`, `arrow_field`,
 //! `with_metadata`), the union and nested-array functions, which no dataset of a node has a
-//! column for, and `encode` / `decode`, which the node's engine is built without. An asking node evaluates these itself, over what a provider returns.
+//! column for, and `encode`, `decode` and the BLAKE hashes, which the node's engine is built
+//! without. An asking node evaluates these itself, over what a provider returns.
 //! Each list is sorted, so that lookups are binary searches.
 
 /// Scalar functions ([`super::Expr::Call`]).
@@ -22,9 +23,6 @@ pub const SCALAR_FUNCTIONS: &[&str] = &[
     "atan2",
     "atanh",
     "bit_length",
-    "blake2b",
-    "blake2s",
-    "blake3",
     "btrim",
     "cbrt",
     "ceil",
