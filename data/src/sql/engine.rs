@@ -351,15 +351,17 @@ impl Inner {
         }
         let operators = super::guard::check(sql)?;
         let statement = self.state.sql_to_statement(sql, &Dialect::Generic)?;
-        let is_query = matches!(
-            &statement,
+        match &statement {
             datafusion::sql::parser::Statement::Statement(s)
-                if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_))
-        );
-        if !is_query {
-            return Err(SqlError::NotAllowed(
-                "the statement is not a query (SELECT, WITH or VALUES)".into(),
-            ));
+                if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_)) =>
+            {
+                super::guard::check_statement(s)?;
+            }
+            _ => {
+                return Err(SqlError::NotAllowed(
+                    "the statement is not a query (SELECT, WITH or VALUES)".into(),
+                ));
+            }
         }
         let tables = self.state.resolve_table_references(&statement)?;
         let parsed = Arc::new(Parsed { statement, tables });

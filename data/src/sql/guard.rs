@@ -8,7 +8,15 @@
 //! subqueries, `NOT NOT …`) is bounded separately by the parser's recursion limit
 //! ([`MAX_NESTING`]). So a tree is at most about `MAX_OPERATORS + MAX_NESTING` deep, whatever
 //! the text.
+//!
+//! After parsing, [`check_statement`] refuses the shapes DataFusion's planner cannot take: a
+//! `SELECT` with an empty list (a PostgreSQL extension; standard SQL needs at least one item)
+//! makes a relation of no columns, and a subquery of no columns used as a value panics while
+//! planning (DataFusion 55.2 reads its first column's type).
 
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -46,6 +54,36 @@ pub fn check(sql: &str) -> Result<usize, SqlError> {
         )));
     }
     Ok(operators)
+}
+
+/// Refuses a parsed `statement` that holds a `SELECT` with an empty list, anywhere.
+pub fn check_statement(statement: &Statement) -> Result<(), SqlError> {
+    struct EmptyList;
+    impl Visitor for EmptyList {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if has_empty_list(&query.body) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+    }
+    match statement.visit(&mut EmptyList) {
+        ControlFlow::Break(()) => Err(SqlError::Invalid(
+            "a SELECT list needs at least one column or expression".into(),
+        )),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Whether a `SELECT` of `body` (not of the queries nested in it) has an empty list.
+fn has_empty_list(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(select) => select.projection.is_empty(),
+        SetExpr::SetOperation { left, right, .. } => has_empty_list(left) || has_empty_list(right),
+        _ => false,
+    }
 }
 
 /// Whether `token` may add a level to a chain the parser builds in a loop.

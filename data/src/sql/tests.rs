@@ -381,3 +381,34 @@ fn the_plan_languages_functions_are_the_engines_by_their_canonical_names() {
         "not the engine's or only an alias: {wrong:?}"
     );
 }
+
+#[tokio::test]
+async fn an_empty_select_list_is_refused_wherever_it_stands() {
+    let e = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.parquet");
+    write(&path, "a", vec![1, 2, 3]);
+    // The first shape panicked in DataFusion's planner (found by the `sql` fuzz target).
+    for q in [
+        "SELECT * FROM t WHERE (SELECT FROM t)",
+        "SELECT (SELECT * FROM (SELECT FROM t)) FROM t",
+        "SELECT a FROM t WHERE a IN (SELECT FROM t UNION SELECT FROM t)",
+        "SELECT a FROM t WHERE EXISTS (SELECT FROM t)",
+        "WITH n AS (SELECT FROM t) SELECT 1",
+        "SELECT FROM t",
+    ] {
+        let err = run(&e, q, &path).await.unwrap_err();
+        assert!(
+            matches!(&err, SqlError::Invalid(m) if m.contains("SELECT list needs")),
+            "{q}: {err}"
+        );
+    }
+    let b = run(
+        &e,
+        "SELECT sum(a) FROM t WHERE EXISTS (SELECT 1 FROM t)",
+        &path,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sum(&b), 6);
+}
