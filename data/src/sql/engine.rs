@@ -61,7 +61,7 @@ impl Default for EngineConfig {
 
 /// The query engine; cloning it shares it.
 #[derive(Clone)]
-pub struct Engine(Arc<Inner>);
+pub struct Engine(pub(super) Arc<Inner>);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -207,40 +207,13 @@ impl Engine {
         let mut inputs = Vec::new();
         let mut bytes = 0u64;
         for table in &parsed.tables {
-            let input = match resolve(table)? {
-                Source::Parquet(path) => {
-                    let meta = std::fs::metadata(&path)
-                        .map_err(|e| SqlError::Internal(format!("{}: {e}", path.display())))?;
-                    bytes = bytes.saturating_add(meta.len());
-                    let stamp = (meta.len(), meta.modified().ok());
-                    let decoded = if meta.len() <= DECODE_FILES_UP_TO {
-                        engine.decoded(&path, stamp, table).await?
-                    } else {
-                        None
-                    };
-                    match decoded {
-                        Some((schema, batches)) => Input::Batches(schema, batches),
-                        None => Input::Parquet(path, stamp),
-                    }
-                }
-                Source::Batches(schema, batches) => {
-                    if let Some(b) = batches.iter().find(|b| !schema.contains(&b.schema())) {
-                        return Err(SqlError::Internal(format!(
-                            "table `{table}`: a batch's columns {} differ from the table's {}",
-                            b.schema(),
-                            schema
-                        )));
-                    }
-                    let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-                    bytes = bytes.saturating_add(size as u64);
-                    Input::Batches(schema, batches)
-                }
-            };
+            let (input, size) = engine.input(table, resolve(table)?).await?;
+            bytes = bytes.saturating_add(size);
             inputs.push((table.clone(), input));
         }
         // Small inputs run in one partition: splitting them costs more than it saves.
         let small = bytes < SMALL_INPUT;
-        let state = if small { &engine.small } else { &engine.state };
+        let state = engine.state_for(bytes);
         // A small query is planned once per text and inputs (files and their versions, the
         // schemas of batches).
         let key = (small && sql.len() <= KEEP_TEXTS_UP_TO).then(|| PlanKey::of(sql, &inputs));
@@ -260,10 +233,7 @@ impl Engine {
         };
         for (table, input) in inputs {
             let resolved = context.resolve(table.clone());
-            let provider: Arc<dyn TableProvider> = match input {
-                Input::Parquet(path, stamp) => engine.parquet(state, &path, stamp, table).await?,
-                Input::Batches(schema, _) => Arc::new(BatchesTable::new(table, schema)),
-            };
+            let provider = engine.provider(state, table, input).await?;
             context
                 .tables
                 .insert(resolved, provider_as_source(provider));
@@ -304,6 +274,65 @@ impl Engine {
 }
 
 impl Inner {
+    /// The state a query over inputs of `bytes` plans with.
+    pub(super) fn state_for(&self, bytes: u64) -> &SessionState {
+        if bytes < SMALL_INPUT {
+            &self.small
+        } else {
+            &self.state
+        }
+    }
+
+    /// `source`, the table `table` of a query, resolved: a small Parquet file decoded (once
+    /// per version), and the bytes it holds.
+    pub(super) async fn input(
+        &self,
+        table: &TableReference,
+        source: Source,
+    ) -> Result<(Input, u64), SqlError> {
+        Ok(match source {
+            Source::Parquet(path) => {
+                let meta = std::fs::metadata(&path)
+                    .map_err(|e| SqlError::Internal(format!("{}: {e}", path.display())))?;
+                let stamp = (meta.len(), meta.modified().ok());
+                let decoded = if meta.len() <= DECODE_FILES_UP_TO {
+                    self.decoded(&path, stamp, table).await?
+                } else {
+                    None
+                };
+                let input = match decoded {
+                    Some((schema, batches)) => Input::Batches(schema, batches),
+                    None => Input::Parquet(path, stamp),
+                };
+                (input, meta.len())
+            }
+            Source::Batches(schema, batches) => {
+                if let Some(b) = batches.iter().find(|b| !schema.contains(&b.schema())) {
+                    return Err(SqlError::Internal(format!(
+                        "table `{table}`: a batch's columns {} differ from the table's {}",
+                        b.schema(),
+                        schema
+                    )));
+                }
+                let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+                (Input::Batches(schema, batches), size as u64)
+            }
+        })
+    }
+
+    /// The table provider of `input` (batches are read from the run's [`RunBatches`]).
+    pub(super) async fn provider(
+        &self,
+        state: &SessionState,
+        table: TableReference,
+        input: Input,
+    ) -> Result<Arc<dyn TableProvider>, SqlError> {
+        Ok(match input {
+            Input::Parquet(path, stamp) => self.parquet(state, &path, stamp, table).await?,
+            Input::Batches(schema, _) => Arc::new(BatchesTable::new(table, schema)),
+        })
+    }
+
     /// A table over the Parquet file at `path`, planned for `state`, its schema read once per
     /// version of the file.
     async fn parquet(
@@ -425,7 +454,7 @@ impl Inner {
 }
 
 /// Starts `plan` with its own memory pool of `memory_limit` bytes, reading `batches`.
-fn execute(
+pub(super) fn execute(
     plan: Arc<dyn ExecutionPlan>,
     state: &SessionState,
     memory_limit: u64,
