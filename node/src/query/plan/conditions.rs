@@ -108,6 +108,8 @@ pub(super) fn conditions_of(e: &Expr) -> Option<Vec<Condition>> {
 /// and-ed comparisons of a column with literals, `IN`, `BETWEEN` and null checks.
 pub fn filter_conditions(text: &str) -> Result<Vec<Condition>, PlanError> {
     allmende_data::sql::guard::check(text).map_err(|e| PlanError(e.to_string()))?;
+    allmende_data::sql::guard::check_syntax(text, allmende_data::sql::guard::Syntax::Expression)
+        .map_err(|e| PlanError(format!("the row filter is not an SQL expression: {e}")))?;
     let expr = Parser::new(&GenericDialect {})
         .try_with_sql(text)
         .and_then(|mut p| p.parse_expr())

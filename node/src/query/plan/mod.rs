@@ -188,6 +188,8 @@ fn single_select(query: &mut Query) -> Result<&mut Select, PlanError> {
 /// Plans `sql`.
 pub fn plan(sql: &str) -> Result<Plan, PlanError> {
     allmende_data::sql::guard::check(sql).map_err(|e| PlanError(e.to_string()))?;
+    allmende_data::sql::guard::check_syntax(sql, allmende_data::sql::guard::Syntax::Statements)
+        .map_err(|e| PlanError(e.to_string()))?;
     let mut statements = Parser::parse_sql(&GenericDialect {}, sql)
         .map_err(|e| PlanError(format!("SQL syntax error: {e}")))?;
     if statements.len() != 1 {
