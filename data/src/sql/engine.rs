@@ -22,6 +22,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig};
@@ -30,6 +31,7 @@ use datafusion::sql::planner::{ParserOptions, SqlToRel};
 use super::batches::{BatchesTable, RunBatches};
 use super::context::{Optimizing, QueryContext};
 use super::decoded::{DECODE_FILES_UP_TO, DecodedFiles, MAX_DECODED_BYTES};
+use super::federated::{FederatedQueryPlanner, PushAggregates};
 use super::kept::{PlanKey, reads_the_clock, reusable};
 use super::pool::QueryPool;
 use super::{Source, SqlError};
@@ -82,6 +84,9 @@ pub(super) struct Inner {
     /// For smaller inputs (a federated fragment, a merge of partial answers): one partition,
     /// no dynamic filters (its plans are kept and run again).
     small: SessionState,
+    /// As `state` and `small`, for a provider's partial aggregates: no answers from statistics.
+    partial: SessionState,
+    small_partial: SessionState,
     schemas: Mutex<HashMap<PathBuf, (FileStamp, SchemaRef)>>,
     /// Physical plans of small queries, for their next run.
     pub(super) plans: Mutex<HashMap<PlanKey, Arc<dyn ExecutionPlan>>>,
@@ -99,10 +104,12 @@ pub(super) struct Parsed {
     tables: Vec<TableReference>,
 }
 
-/// A table of one query, resolved: a Parquet file with its stamp, or batches in memory.
+/// A table of one query, resolved: a Parquet file with its stamp, batches in memory, or a
+/// table of the caller's (a federated one).
 pub(super) enum Input {
     Parquet(PathBuf, FileStamp),
     Batches(SchemaRef, Vec<RecordBatch>),
+    Table(Arc<dyn TableProvider>),
 }
 
 /// What tells one version of a file from another: its size and modification time.
@@ -150,24 +157,36 @@ impl Engine {
                     .with_max_temp_directory_size(config.spill_bytes),
             )
             .build_arc()?;
-        let state = |partitions, kept: bool| -> Result<SessionState, SqlError> {
+        let state = |partitions, kept: bool, statistics: bool| -> Result<SessionState, SqlError> {
             // A kept plan runs again: a dynamic filter would carry what one run learnt (the
             // current top k, a join's keys) into the next.
             let config = SessionConfig::new()
                 .with_target_partitions(partitions)
                 .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", !kept);
+            // A provider's partial states must come from an aggregation, not from a file's
+            // statistics (which answer `count(*)` or `min(x)` without one).
+            let physical = PhysicalOptimizer::new()
+                .rules
+                .into_iter()
+                .filter(|r| statistics || r.name() != "aggregate_statistics")
+                .collect();
             let mut state = SessionStateBuilder::new()
                 .with_config(config)
                 .with_runtime_env(runtime.clone())
                 .with_default_features()
+                .with_physical_optimizer_rules(physical)
                 .with_physical_optimizer_rule(Arc::new(super::coop::YieldEverywhere))
+                .with_optimizer_rule(Arc::new(PushAggregates))
+                .with_query_planner(Arc::new(FederatedQueryPlanner))
                 .build();
             super::bounded::bound_functions(&mut state)?;
             Ok(state)
         };
         Ok(Self(Arc::new(Inner {
-            state: state(2, false)?,
-            small: state(1, true)?,
+            state: state(2, false, true)?,
+            small: state(1, true, true)?,
+            partial: state(2, false, false)?,
+            small_partial: state(1, true, false)?,
             schemas: Mutex::new(HashMap::new()),
             plans: Mutex::new(HashMap::new()),
             parsed: Mutex::new(HashMap::new()),
@@ -216,7 +235,9 @@ impl Engine {
         let state = engine.state_for(bytes);
         // A small query is planned once per text and inputs (files and their versions, the
         // schemas of batches).
-        let key = (small && sql.len() <= KEEP_TEXTS_UP_TO).then(|| PlanKey::of(sql, &inputs));
+        let key = (small && sql.len() <= KEEP_TEXTS_UP_TO)
+            .then(|| PlanKey::of(sql, &inputs))
+            .flatten();
         let mut run = RunBatches::default();
         for (table, input) in &inputs {
             if let Input::Batches(_, batches) = input {
@@ -283,6 +304,15 @@ impl Inner {
         }
     }
 
+    /// The state a provider's partial aggregation over inputs of `bytes` plans with.
+    pub(super) fn partial_state_for(&self, bytes: u64) -> &SessionState {
+        if bytes < SMALL_INPUT {
+            &self.small_partial
+        } else {
+            &self.partial
+        }
+    }
+
     /// `source`, the table `table` of a query, resolved: a small Parquet file decoded (once
     /// per version), and the bytes it holds.
     pub(super) async fn input(
@@ -317,6 +347,8 @@ impl Inner {
                 let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
                 (Input::Batches(schema, batches), size as u64)
             }
+            // Its size is unknown here; what it reads is the provider's to bound.
+            Source::Table(table) => (Input::Table(table), SMALL_INPUT),
         })
     }
 
@@ -330,6 +362,7 @@ impl Inner {
         Ok(match input {
             Input::Parquet(path, stamp) => self.parquet(state, &path, stamp, table).await?,
             Input::Batches(schema, _) => Arc::new(BatchesTable::new(table, schema)),
+            Input::Table(provider) => provider,
         })
     }
 
@@ -379,6 +412,7 @@ impl Inner {
             return Ok(p.clone());
         }
         let operators = super::guard::check(sql)?;
+        super::guard::check_syntax(sql, super::guard::Syntax::Statements)?;
         let statement = self.state.sql_to_statement(sql, &Dialect::Generic)?;
         match &statement {
             datafusion::sql::parser::Statement::Statement(s)

@@ -74,20 +74,22 @@ pub(super) enum InputKey {
 }
 
 impl PlanKey {
-    pub(super) fn of(sql: &str, inputs: &[(TableReference, Input)]) -> Self {
+    pub(super) fn of(sql: &str, inputs: &[(TableReference, Input)]) -> Option<Self> {
         let inputs = inputs
             .iter()
             .map(|(table, input)| {
                 let key = match input {
                     Input::Parquet(path, stamp) => InputKey::File(path.clone(), *stamp),
                     Input::Batches(schema, _) => InputKey::Batches(schema.clone()),
+                    // A plan over a caller's table may hold that run's own state.
+                    Input::Table(_) => return None,
                 };
-                (table.clone(), key)
+                Some((table.clone(), key))
             })
-            .collect();
-        Self {
+            .collect::<Option<_>>()?;
+        Some(Self {
             sql: sql.to_string(),
             inputs,
-        }
+        })
     }
 }

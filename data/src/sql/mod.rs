@@ -9,6 +9,7 @@ mod context;
 mod coop;
 mod decoded;
 mod engine;
+pub mod federated;
 pub mod guard;
 mod kept;
 pub mod pool;
@@ -107,6 +108,8 @@ pub enum Source {
     Parquet(PathBuf),
     /// Batches in memory.
     Batches(SchemaRef, Vec<RecordBatch>),
+    /// A table of the caller's: a [`federated::FederatedTable`].
+    Table(std::sync::Arc<dyn datafusion::catalog::TableProvider>),
 }
 
 /// Runs `sql` over the node's datasets (each a table named by its slug) and returns the result

@@ -20,10 +20,11 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Operator};
 
 mod run;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod types;
 
 pub use run::SUBPLAN_TABLE;
+pub(crate) use run::{final_stage, partial_stage};
 pub use types::{scalar_from_df, scalar_to_df, type_from_df, type_to_df};
 
 /// The name of each group's row count, the aggregate `count(1)` a provider adds after a

@@ -7,9 +7,9 @@ use allmende_protocol::plan::{Output, SubPlan};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::common::TableReference;
-use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::FunctionRegistry;
+use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
@@ -20,7 +20,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 
 use super::{GROUP_ROWS, SubPlanError, logical_plan};
-use crate::sql::batches::RunBatches;
+use crate::sql::batches::{BatchesTable, RunBatches};
 use crate::sql::context::Optimizing;
 use crate::sql::engine::{Input, execute};
 use crate::sql::{Engine, Source, SqlError};
@@ -43,7 +43,12 @@ impl Engine {
         let inner = &*self.0;
         let table = TableReference::bare(SUBPLAN_TABLE);
         let (input, bytes) = inner.input(&table, source).await?;
-        let state = inner.state_for(bytes);
+        let aggregate = matches!(plan.output, Output::Aggregate { .. });
+        let state = if aggregate {
+            inner.partial_state_for(bytes)
+        } else {
+            inner.state_for(bytes)
+        };
         let mut run = RunBatches::default();
         if let Input::Batches(_, batches) = &input {
             run.0.insert(table.clone(), batches.clone());
@@ -60,7 +65,6 @@ impl Engine {
                 .analyzer()
                 .execute_and_check(logical, state.config_options(), |_, _| {})?;
         let optimize = |p| state.optimizer().optimize(p, &optimizing, |_, _| {});
-        let aggregate = matches!(plan.output, Output::Aggregate { .. });
         let logical = match logical {
             // The aggregation stays as the asker plans it (rewrites may change what its partial
             // states mean: a `count(DISTINCT x)` made a count over a grouping by `x`, shared
@@ -70,7 +74,7 @@ impl Engine {
                 let a = LogicalPlan::Aggregate(a);
                 simplified(a.with_new_exprs(a.expressions(), vec![input])?, &optimizing)?
             }
-            _ if aggregate => {
+            _other_plan if aggregate => {
                 return Err(
                     SqlError::Internal("an aggregate plan without an aggregate".into()).into(),
                 );
@@ -174,42 +178,60 @@ impl Engine {
         schema: SchemaRef,
         states: Arc<dyn ExecutionPlan>,
     ) -> Result<Arc<dyn ExecutionPlan>, SubPlanError> {
-        if !matches!(plan.output, Output::Aggregate { .. }) {
-            return Err(SqlError::Internal("a final aggregation of rows".into()).into());
-        }
-        let state = self.0.state_for(0);
-        // The same aggregation over no rows: its partial stage is the providers'.
-        let template = SubPlan {
-            filter: None,
-            ..plan.clone()
-        };
-        let empty = Arc::new(EmptyTable::new(schema));
-        let scan = LogicalPlanBuilder::scan(SUBPLAN_TABLE, provider_as_source(empty), None)?;
-        let logical = logical_plan(&template, scan, state)?;
-        let logical =
-            state
-                .analyzer()
-                .execute_and_check(logical, state.config_options(), |_, _| {})?;
-        let optimizing = Optimizing {
-            state,
-            start: chrono::Utc::now(),
-        };
-        let logical = simplified(logical, &optimizing)?;
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&logical, state)
-            .await?;
-        let partial = partial_of(&physical)?;
-        if states.schema().fields() != partial.schema().fields() {
-            return Err(SqlError::Invalid(format!(
-                "the partial states' columns {} are not the expected {}",
-                states.schema(),
-                partial.schema()
-            ))
-            .into());
-        }
-        continued(&partial, AggregateMode::Final, states)
+        let partial = partial_stage(plan, schema, self.0.state_for(0)).await?;
+        final_stage(&partial, states)
     }
+}
+
+/// The partial stage of the aggregate `plan` over a table of `schema`, as `state` plans it
+/// (over no rows): what each provider computes, and what the final stage continues.
+pub(crate) async fn partial_stage(
+    plan: &SubPlan,
+    schema: SchemaRef,
+    state: &SessionState,
+) -> Result<Arc<AggregateExec>, SubPlanError> {
+    if !matches!(plan.output, Output::Aggregate { .. }) {
+        return Err(SqlError::Internal("a final aggregation of rows".into()).into());
+    }
+    let template = SubPlan {
+        filter: None,
+        ..plan.clone()
+    };
+    // A table that tells the planner nothing (an empty one would answer from its statistics).
+    let table = TableReference::bare(SUBPLAN_TABLE);
+    let nothing = Arc::new(BatchesTable::new(table.clone(), schema));
+    let scan = LogicalPlanBuilder::scan(table, provider_as_source(nothing), None)?;
+    let logical = logical_plan(&template, scan, state)?;
+    let logical = state
+        .analyzer()
+        .execute_and_check(logical, state.config_options(), |_, _| {})?;
+    let optimizing = Optimizing {
+        state,
+        start: chrono::Utc::now(),
+    };
+    let logical = simplified(logical, &optimizing)?;
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&logical, state)
+        .await?;
+    partial_of(&physical)
+}
+
+/// The final stage of `partial`'s aggregation over `states` (refused when their columns are
+/// not `partial`'s output).
+pub(crate) fn final_stage(
+    partial: &AggregateExec,
+    states: Arc<dyn ExecutionPlan>,
+) -> Result<Arc<dyn ExecutionPlan>, SubPlanError> {
+    if states.schema().fields() != partial.schema().fields() {
+        return Err(SqlError::Invalid(format!(
+            "the partial states' columns {} are not the expected {}",
+            states.schema(),
+            partial.schema()
+        ))
+        .into());
+    }
+    continued(partial, AggregateMode::Final, states)
 }
 
 /// The first aggregate in `plan` (itself, then its inputs, breadth first) that `pick` takes.

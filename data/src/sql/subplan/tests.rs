@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 
 use super::*;
 
-fn schema() -> Arc<Schema> {
+pub(crate) fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new(
             "ts",
@@ -30,7 +30,7 @@ fn schema() -> Arc<Schema> {
 }
 
 /// 48 hourly rows over two days, two lanes, three counters, a null count every seventh row.
-fn batch() -> RecordBatch {
+pub(crate) fn batch() -> RecordBatch {
     let hours: Vec<i64> = (0..48).collect();
     RecordBatch::try_new(
         schema(),
@@ -70,7 +70,7 @@ fn context() -> SessionContext {
 
 /// Rows as lines of displayed values, sorted: the comparison ignores row order, not values,
 /// nulls or the result's column types.
-fn lines(batches: &[RecordBatch]) -> Vec<String> {
+pub(crate) fn lines(batches: &[RecordBatch]) -> Vec<String> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let options = FormatOptions::default().with_null("NULL");
     let mut lines = Vec::new();
