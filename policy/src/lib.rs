@@ -22,6 +22,7 @@ pub mod cli_json;
 pub mod compile;
 pub mod decide;
 pub mod decision;
+pub mod group_size;
 pub mod parse;
 pub mod request;
 pub mod sign;

@@ -408,49 +408,40 @@ impl SubPlan {
     }
 }
 
+impl Expr {
+    /// The expressions directly under this one, left to right.
+    pub fn children(&self) -> Vec<&Expr> {
+        match self {
+            Expr::Column(_) | Expr::Literal(_) => vec![],
+            Expr::Binary { left, right, .. } => vec![left, right],
+            Expr::Not(x) | Expr::Negative(x) | Expr::Is { expr: x, .. } => vec![x],
+            Expr::Cast { expr, .. } => vec![expr],
+            Expr::Between {
+                expr, low, high, ..
+            } => vec![expr, low, high],
+            Expr::InList { expr, list, .. } => std::iter::once(&**expr).chain(list).collect(),
+            Expr::Like { expr, pattern, .. } => vec![expr, pattern],
+            Expr::Case {
+                operand,
+                branches,
+                otherwise,
+            } => operand
+                .iter()
+                .map(|x| &**x)
+                .chain(branches.iter().flat_map(|b| [&b.when, &b.then]))
+                .chain(otherwise.iter().map(|x| &**x))
+                .collect(),
+            Expr::Call { args, .. } => args.iter().collect(),
+        }
+    }
+}
+
 /// Visits `root` and every expression under it with its depth (the root's is 1), without
 /// recursion.
 pub fn walk<'a>(root: &'a Expr, mut visit: impl FnMut(&'a Expr, usize)) {
     let mut stack = vec![(root, 1usize)];
     while let Some((e, depth)) = stack.pop() {
         visit(e, depth);
-        let d = depth + 1;
-        match e {
-            Expr::Column(_) | Expr::Literal(_) => {}
-            Expr::Binary { left, right, .. } => {
-                stack.push((right, d));
-                stack.push((left, d));
-            }
-            Expr::Not(x) | Expr::Negative(x) | Expr::Is { expr: x, .. } => stack.push((x, d)),
-            Expr::Cast { expr, .. } => stack.push((expr, d)),
-            Expr::Between {
-                expr, low, high, ..
-            } => {
-                stack.push((high, d));
-                stack.push((low, d));
-                stack.push((expr, d));
-            }
-            Expr::InList { expr, list, .. } => {
-                stack.extend(list.iter().rev().map(|x| (x, d)));
-                stack.push((expr, d));
-            }
-            Expr::Like { expr, pattern, .. } => {
-                stack.push((pattern, d));
-                stack.push((expr, d));
-            }
-            Expr::Case {
-                operand,
-                branches,
-                otherwise,
-            } => {
-                stack.extend(otherwise.iter().map(|x| (&**x, d)));
-                for b in branches.iter().rev() {
-                    stack.push((&b.then, d));
-                    stack.push((&b.when, d));
-                }
-                stack.extend(operand.iter().map(|x| (&**x, d)));
-            }
-            Expr::Call { args, .. } => stack.extend(args.iter().rev().map(|x| (x, d))),
-        }
+        stack.extend(e.children().into_iter().rev().map(|c| (c, depth + 1)));
     }
 }
