@@ -239,6 +239,7 @@ fn main() {
             uri: Some("https://muenster.de/policy/verkehr".into()),
         }),
         issued: "2025-06-01T00:00:00Z".into(),
+        columns: vec![],
     };
     let signed_entry = Signed::sign(&entry, &k).unwrap();
     let mut log = AuditLog::open(MemoryStore::default()).unwrap();

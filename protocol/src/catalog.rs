@@ -57,6 +57,22 @@ pub struct CatalogEntry {
     pub policy: Option<PolicyRef>,
     /// When the entry was issued, RFC 3339.
     pub issued: String,
+    /// The dataset's columns, as a federated query over it reads them (the types the plan
+    /// language has a name for); empty for a withdrawal and in entries signed before columns
+    /// were published (a federated query cannot plan over those).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<CatalogColumn>,
+}
+
+/// One column of a published dataset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogColumn {
+    /// Its name in SQL.
+    pub name: String,
+    /// Its type.
+    pub data_type: crate::plan::DataType,
+    /// Whether it may hold nulls.
+    pub nullable: bool,
 }
 
 /// A catalog entry in its signed envelope.

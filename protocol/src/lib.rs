@@ -33,7 +33,9 @@ pub mod sync;
 pub mod transfer;
 pub mod version;
 
-pub use catalog::{CatalogEntry, ChainError, EntryOp, PolicyRef, SignedCatalogEntry};
+pub use catalog::{
+    CatalogColumn, CatalogEntry, ChainError, EntryOp, PolicyRef, SignedCatalogEntry,
+};
 pub use cbor::{DecodeError, EncodeError};
 pub use dcat::DatasetRecord;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

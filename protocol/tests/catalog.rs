@@ -243,3 +243,29 @@ fn malformed_binary_fields_are_rejected() {
         Err(cbor::DecodeError::Structure(_))
     ));
 }
+
+#[test]
+fn an_entry_names_its_columns_and_one_without_reads_as_before() {
+    use allmende_protocol::CatalogColumn;
+    use allmende_protocol::plan::DataType;
+    let mut entry = common::entry1();
+    entry.columns = vec![CatalogColumn {
+        name: "anzahl".into(),
+        data_type: DataType::Int64,
+        nullable: true,
+    }];
+    let signed = resign(entry.clone());
+    let back = SignedCatalogEntry::from_bytes(&signed.to_bytes(), MAX_ENVELOPE_BYTES).unwrap();
+    assert_eq!(back.payload(), &entry);
+    // No columns: no `columns` key at all, so the bytes (and hashes) of older entries hold.
+    let without = first();
+    let map: Value =
+        ciborium::from_reader(cbor::to_vec(without.payload()).unwrap().as_slice()).unwrap();
+    let keys: Vec<String> = map
+        .as_map()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, _)| k.as_text().map(str::to_owned))
+        .collect();
+    assert!(!keys.contains(&"columns".to_owned()), "{keys:?}");
+}

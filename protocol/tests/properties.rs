@@ -41,6 +41,7 @@ prop_compose! {
             dataset,
             policy: policy.map(|(id, uri)| PolicyRef { id, uri }),
             issued,
+            columns: vec![],
         };
         (key, entry)
     }

@@ -6,7 +6,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use allmende_protocol::catalog::{CatalogEntry, ChainError, EntryOp, SignedCatalogEntry};
+use allmende_protocol::catalog::{
+    CatalogColumn, CatalogEntry, ChainError, EntryOp, SignedCatalogEntry,
+};
 use allmende_protocol::roster::Roster;
 use allmende_protocol::sync::{Digest, Head};
 use allmende_protocol::{MAX_ENVELOPE_BYTES, OpenError, PeerId, Signed, SigningKey};
@@ -264,10 +266,11 @@ impl CatalogLog {
         op: EntryOp,
         dataset: allmende_protocol::dcat::DatasetRecord,
         policy: Option<allmende_protocol::PolicyRef>,
+        columns: Vec<CatalogColumn>,
         now: u64,
     ) -> Result<SignedCatalogEntry, PublishError> {
         let _guard = self.guard();
-        let signed = self.sign_next(key, op, dataset, policy, now)?;
+        let signed = self.sign_next(key, op, dataset, policy, columns, now)?;
         match self.append_locked(signed, now) {
             Ok(Outcome::Applied(s)) => Ok(*s),
             Ok(other) => Err(PublishError::Sign(format!(
@@ -285,9 +288,10 @@ impl CatalogLog {
         key: &SigningKey,
         dataset: allmende_protocol::dcat::DatasetRecord,
         policy: Option<allmende_protocol::PolicyRef>,
+        columns: Vec<CatalogColumn>,
         now: u64,
     ) -> Result<(), PublishError> {
-        self.sign_next(key, EntryOp::Update, dataset, policy, now)
+        self.sign_next(key, EntryOp::Update, dataset, policy, columns, now)
             .map(|_| ())
     }
 
@@ -298,6 +302,7 @@ impl CatalogLog {
         op: EntryOp,
         dataset: allmende_protocol::dcat::DatasetRecord,
         policy: Option<allmende_protocol::PolicyRef>,
+        columns: Vec<CatalogColumn>,
         now: u64,
     ) -> Result<SignedCatalogEntry, PublishError> {
         let publisher = allmende_protocol::peer_id_of(&key.verifying_key());
@@ -312,6 +317,7 @@ impl CatalogLog {
             issued: chrono::DateTime::from_timestamp(now as i64, 0)
                 .unwrap_or_default()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            columns,
         };
         Signed::sign(&entry, key).map_err(|e| PublishError::Sign(e.to_string()))
     }
@@ -434,6 +440,7 @@ mod tests {
             dataset: record(id),
             policy: None,
             issued: "2026-01-01T00:00:00Z".into(),
+            columns: vec![],
         };
         Signed::sign(&e, k).unwrap()
     }
@@ -508,6 +515,7 @@ mod tests {
             dataset: record("x"),
             policy: None,
             issued: "2026-01-01T00:00:00Z".into(),
+            columns: vec![],
         };
         let impostor = Signed::sign(&claimed, &outsider).unwrap();
         assert!(matches!(
@@ -551,10 +559,10 @@ mod tests {
         let (_d, log) = log();
         let a = key(3);
         let e1 = log
-            .publish(&a, EntryOp::Create, record("x"), None, 5)
+            .publish(&a, EntryOp::Create, record("x"), None, vec![], 5)
             .unwrap();
         let e2 = log
-            .publish(&a, EntryOp::Update, record("x"), None, 6)
+            .publish(&a, EntryOp::Update, record("x"), None, vec![], 6)
             .unwrap();
         assert_eq!(e2.payload().seq, 2);
         assert_eq!(e2.payload().prev, Some(e1.hash()));

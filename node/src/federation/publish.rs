@@ -3,7 +3,7 @@
 
 use allmende_p2p::Topic;
 use allmende_protocol::PolicyRef;
-use allmende_protocol::catalog::{EntryOp, SignedCatalogEntry};
+use allmende_protocol::catalog::{CatalogColumn, EntryOp, SignedCatalogEntry};
 use allmende_store::StoredDataset;
 use allmende_store::keys::fed;
 
@@ -27,9 +27,20 @@ impl Federation {
             (false, true) => EntryOp::Update,
             (false, false) => EntryOp::Create,
         };
-        let entry = self
-            .log
-            .publish(&self.key, op, dataset.record.clone(), policy, now())?;
+        // A withdrawal offers nothing to read.
+        let columns = if withdraw {
+            vec![]
+        } else {
+            catalog_columns(&dataset.schema)
+        };
+        let entry = self.log.publish(
+            &self.key,
+            op,
+            dataset.record.clone(),
+            policy,
+            columns,
+            now(),
+        )?;
         self.store
             .write(vec![(marker, (!withdraw).then(|| b"1".to_vec()))])?;
         self.index.apply(&[(entry.clone(), now())])?;
@@ -45,9 +56,13 @@ impl Federation {
         dataset: &StoredDataset,
         policy: Option<PolicyRef>,
     ) -> Result<(), FederationError> {
-        Ok(self
-            .log
-            .check_publishable(&self.key, dataset.record.clone(), policy, now())?)
+        Ok(self.log.check_publishable(
+            &self.key,
+            dataset.record.clone(),
+            policy,
+            catalog_columns(&dataset.schema),
+            now(),
+        )?)
     }
 
     /// Whether a dataset of this node is published.
@@ -65,5 +80,71 @@ impl Federation {
             tracing::error!(error = %e, "indexing a received entry failed");
         }
         Ok(outcome)
+    }
+}
+
+/// The columns of a dataset as its catalog entry publishes them: each stored column whose Arrow
+/// type the plan language names (a federated query can read no other).
+pub fn catalog_columns(schema: &[allmende_store::Field]) -> Vec<CatalogColumn> {
+    schema
+        .iter()
+        .filter_map(|f| {
+            let arrow: arrow::datatypes::DataType = f.data_type.parse().ok()?;
+            Some(CatalogColumn {
+                name: f.name.clone(),
+                data_type: allmende_data::sql::subplan::type_from_df(&arrow)?,
+                nullable: f.nullable,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use allmende_protocol::plan::{DataType, TimeUnit};
+    use allmende_store::Field;
+
+    use super::*;
+
+    #[test]
+    fn the_catalog_names_each_column_the_plan_language_can_read() {
+        let field = |name: &str, data_type: &str| Field {
+            name: name.into(),
+            data_type: data_type.into(),
+            nullable: true,
+            source_name: None,
+        };
+        let schema = [
+            field(
+                "zeit",
+                &arrow::datatypes::DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Microsecond,
+                    Some("UTC".into()),
+                )
+                .to_string(),
+            ),
+            field("zaehlstelle", "Utf8"),
+            field("anzahl", "Int64"),
+            field("liste", "List(Int64)"),
+        ];
+        let columns = catalog_columns(&schema);
+        let named: Vec<(&str, &DataType)> = columns
+            .iter()
+            .map(|c| (c.name.as_str(), &c.data_type))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (
+                    "zeit",
+                    &DataType::Timestamp {
+                        unit: TimeUnit::Microsecond,
+                        timezone: Some("UTC".into())
+                    }
+                ),
+                ("zaehlstelle", &DataType::Utf8),
+                ("anzahl", &DataType::Int64),
+            ]
+        );
     }
 }

@@ -73,6 +73,7 @@ pub fn entry1() -> CatalogEntry {
             uri: Some("https://musterland.example/policy/1".into()),
         }),
         issued: "2025-01-15T10:00:00Z".into(),
+        columns: vec![],
     }
 }
 
