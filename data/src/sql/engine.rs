@@ -421,9 +421,7 @@ impl Inner {
                 super::guard::check_statement(s)?;
             }
             _ => {
-                return Err(SqlError::NotAllowed(
-                    "the statement is not a query (SELECT, WITH or VALUES)".into(),
-                ));
+                return Err(SqlError::NotAllowed(super::guard::NOT_A_QUERY.into()));
             }
         }
         let tables = self.state.resolve_table_references(&statement)?;

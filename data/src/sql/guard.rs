@@ -86,10 +86,40 @@ pub fn check_syntax(sql: &str, syntax: Syntax) -> Result<(), SqlError> {
         .try_with_sql(sql)
         .map_err(refused)?;
     match syntax {
-        Syntax::Statements => parser.parse_statements().map(drop),
-        Syntax::Expression => parser.parse_expr().map(drop),
+        Syntax::Statements => {
+            // Statements only DataFusion's parser knows (`CREATE EXTERNAL TABLE`, its `COPY`)
+            // are no syntax errors but writes: refused as such, by their first word.
+            if !starts_a_query(&parser.peek_token().token) {
+                return Err(SqlError::NotAllowed(NOT_A_QUERY.into()));
+            }
+            let statements = parser.parse_statements().map_err(refused)?;
+            if statements
+                .iter()
+                .any(|s| !matches!(s, sqlparser_linear::ast::Statement::Query(_)))
+            {
+                return Err(SqlError::NotAllowed(NOT_A_QUERY.into()));
+            }
+            Ok(())
+        }
+        Syntax::Expression => parser.parse_expr().map(drop).map_err(refused),
     }
-    .map_err(refused)
+}
+
+/// Why a statement that is not a query is refused.
+pub(crate) const NOT_A_QUERY: &str = "the statement is not a query (SELECT, WITH or VALUES)";
+
+/// Whether a statement that begins with `token` may be a query: a query's first word or
+/// parenthesis, or a word that is no keyword at all (a typo, left to the parser to report).
+fn starts_a_query(token: &sqlparser_linear::tokenizer::Token) -> bool {
+    use sqlparser_linear::keywords::Keyword as K;
+    use sqlparser_linear::tokenizer::Token as T;
+    match token {
+        T::Word(w) => matches!(
+            w.keyword,
+            K::SELECT | K::WITH | K::VALUES | K::TABLE | K::NoKeyword
+        ),
+        _ => true,
+    }
 }
 
 /// Refuses a parsed `statement` that holds a `SELECT` with an empty list, anywhere.
@@ -236,6 +266,29 @@ mod tests {
         assert!(check_syntax("jahr >= 2024 AND station = 'A1'", Syntax::Expression).is_ok());
         let err = check_syntax("jahr >= ) AND x", Syntax::Expression).unwrap_err();
         assert!(err.to_string().contains("Column: 9"), "{err}");
+    }
+
+    #[test]
+    fn statements_other_than_queries_are_refused_as_writes_not_as_syntax() {
+        for sql in [
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+            "COPY t TO '/tmp/x.csv' STORED AS CSV",
+            "INSERT INTO t VALUES (1)",
+            "SET datafusion.execution.batch_size = 1",
+            "SELECT 1; DROP TABLE t",
+        ] {
+            let err = check_syntax(sql, Syntax::Statements).unwrap_err();
+            assert!(matches!(err, SqlError::NotAllowed(_)), "{sql}: {err}");
+        }
+        for sql in [
+            "(SELECT 1)",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "VALUES (1)",
+        ] {
+            assert!(check_syntax(sql, Syntax::Statements).is_ok(), "{sql}");
+        }
+        let err = check_syntax("SELEC 1", Syntax::Statements).unwrap_err();
+        assert!(matches!(err, SqlError::Invalid(_)), "{err}");
     }
 
     #[test]
