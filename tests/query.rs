@@ -55,16 +55,17 @@ fn assert_rows_equal(got: &Value, want: &Value, what: &str) {
     }
 }
 
-/// The expected answer: the same SQL over one table holding the union of the permitted data.
-fn expected(asker: &TestNode, union: &str, sql: &str) -> Value {
-    let local = sql
-        .replace(
-            "FROM federation.air_quality_hourly",
-            &format!("FROM {union}"),
-        )
-        .replace("FROM muenster.air", &format!("FROM {union}"))
-        .replace("_member", "member");
-    asker.sql_json(&local)
+/// The expected answer to `sql`, which names the federated table and the members' tables: the
+/// same SQL over `union`, each member's table its part of it.
+fn reference(asker: &TestNode, union: &str, sql: &str) -> Value {
+    let mut local = sql.replace("federation.air_quality_hourly", union);
+    for member in ["muenster", "moenchengladbach", "wuerzburg"] {
+        local = local.replace(
+            &format!("{member}.air"),
+            &format!("(SELECT * FROM {union} WHERE member = '{member}')"),
+        );
+    }
+    asker.sql_json(&local.replace("_member", "member"))
 }
 
 /// Writes the union of `parts` (member name, CSV) with a `member` column.
@@ -150,7 +151,7 @@ fn federated_sql_across_three_cities() {
     );
     assert_rows_equal(
         &answer["rows"],
-        &expected(&muenster, "ref_all", &sql_no_pm10),
+        &reference(&muenster, "ref_all", &sql_no_pm10),
         "aggregate over all",
     );
     assert_eq!(answer["rows"].as_array().map(Vec::len), Some(9));
@@ -165,7 +166,7 @@ fn federated_sql_across_three_cities() {
             json!({ "sql": sql, "purpose": RESEARCH, "require_all": true }),
         );
         assert_eq!(status, 200, "{sql}: {answer}");
-        assert_rows_equal(&answer["rows"], &expected(&muenster, "ref_all", sql), sql);
+        assert_rows_equal(&answer["rows"], &reference(&muenster, "ref_all", sql), sql);
     }
 
     // 2. Rows: Würzburg gives aggregates only; the others' rows equal the reference exactly.
@@ -176,7 +177,7 @@ fn federated_sql_across_three_cities() {
     assert_eq!(status_of(&answer, "wuerzburg")["status"], "denied");
     assert_rows_equal(
         &answer["rows"],
-        &expected(&muenster, "ref_rows", rows_sql),
+        &reference(&muenster, "ref_rows", rows_sql),
         "rows",
     );
 
@@ -231,11 +232,16 @@ fn federated_sql_across_three_cities() {
         }),
     );
     assert_eq!(status_of(&answer, "wuerzburg")["status"], "denied");
+    assert_eq!(
+        status_of(&answer, "wuerzburg")["code"],
+        "filter-outside-groups",
+        "{answer}"
+    );
     assert!(
         status_of(&answer, "wuerzburg")["reason"]
             .as_str()
             .expect("reason")
-            .contains("grouping column")
+            .contains("grouping expressions")
     );
     // Without the purpose the policy asks for: denied.
     let (_, answer) = query(
@@ -244,27 +250,73 @@ fn federated_sql_across_three_cities() {
     );
     assert_eq!(status_of(&answer, "wuerzburg")["status"], "denied");
 
-    // 4. Bad queries: clear errors, nothing asked.
+    // 4. DataFusion's dialect: expressions anywhere, DISTINCT, joins with the asker's own
+    // tables, subqueries, set operations, windows, CTEs; each equal to the same SQL over the
+    // union of what the members' policies let leave.
+    for (sql, union) in [
+        (
+            "SELECT date_trunc('day', timestamp) AS day, count(DISTINCT station) AS stations, \
+             round(avg(no2_ugm3), 6) AS mean FROM federation.air_quality_hourly \
+             WHERE _member <> 'wuerzburg' GROUP BY 1 ORDER BY 1",
+            "ref_rows",
+        ),
+        (
+            // Grouping by an expression under Würzburg's minimum group size: 6 rows an hour.
+            "SELECT _member, EXTRACT(HOUR FROM timestamp) AS hour, count(*) AS n, \
+             max(no2_ugm3) AS hi FROM federation.air_quality_hourly GROUP BY 1, 2 ORDER BY 1, 2",
+            "ref_all",
+        ),
+        (
+            "SELECT f.station, count(*) AS n FROM federation.air_quality_hourly f \
+             JOIN (SELECT DISTINCT station FROM ref_all WHERE member = 'muenster') m \
+             ON f.station = m.station WHERE f._member <> 'wuerzburg' \
+             GROUP BY f.station ORDER BY f.station",
+            "ref_rows",
+        ),
+        (
+            "SELECT station, timestamp, no2_ugm3 FROM muenster.air WHERE station IN \
+             (SELECT station FROM moenchengladbach.air WHERE no2_ugm3 > 40) \
+             ORDER BY station, timestamp",
+            "ref_rows",
+        ),
+        (
+            "SELECT station FROM muenster.air EXCEPT SELECT station FROM moenchengladbach.air \
+             ORDER BY 1",
+            "ref_rows",
+        ),
+        (
+            "SELECT _member, station, timestamp, rank() OVER (PARTITION BY _member, station \
+             ORDER BY no2_ugm3 DESC, timestamp) AS r FROM federation.air_quality_hourly \
+             WHERE _member <> 'wuerzburg' ORDER BY 1, 2, 4 LIMIT 20",
+            "ref_rows",
+        ),
+        (
+            "WITH d AS (SELECT _member AS m, CASE WHEN no2_ugm3 > 40 THEN 'high' ELSE 'low' END \
+             AS level FROM federation.air_quality_hourly WHERE _member <> 'wuerzburg') \
+             SELECT m, level, count(*) AS n FROM d GROUP BY m, level HAVING count(*) > 1 \
+             ORDER BY m, level",
+            "ref_rows",
+        ),
+    ] {
+        let (status, answer) = query(&muenster, json!({ "sql": sql, "purpose": RESEARCH }));
+        assert_eq!(status, 200, "{sql}: {answer}");
+        assert_rows_equal(&answer["rows"], &reference(&muenster, union, sql), sql);
+    }
+
+    // 5. Bad queries: clear errors, nothing asked.
     for (sql, code) in [
         ("SELEC 1", 400),
         ("SELECT * FROM nowhere.air", 404),
         ("SELECT * FROM federation.no_such_kind", 404),
-        (
-            "SELECT a.station FROM muenster.air a JOIN wuerzburg.air b ON a.station = b.station",
-            400,
-        ),
-        (
-            "SELECT * FROM muenster.air WHERE station IN (SELECT station FROM wuerzburg.air)",
-            400,
-        ),
-        ("DROP TABLE muenster.air", 400),
+        ("SELECT nope FROM federation.air_quality_hourly", 400),
+        ("DROP TABLE muenster.air", 403),
     ] {
         let (status, body) = query(&muenster, json!({ "sql": sql }));
         assert_eq!(status, code, "{sql}: {body}");
         assert!(body["detail"].is_string(), "{sql}: {body}");
     }
 
-    // 5. A stopped provider costs at most the deadline; require_all turns it into an error.
+    // 6. A stopped provider costs at most the deadline; require_all turns it into an error.
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(wuerzburg.pid(), libc::SIGSTOP) };
     let started = Instant::now();
@@ -291,7 +343,7 @@ fn federated_sql_across_three_cities() {
     );
     unsafe { libc::kill(wuerzburg.pid(), libc::SIGCONT) };
 
-    // 6. Receipts verify offline, and a changed one does not.
+    // 7. Receipts verify offline, and a changed one does not.
     let receipt = dir.join("receipt.hex");
     let out = muenster.cli(&[
         "query",

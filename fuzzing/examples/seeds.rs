@@ -18,8 +18,7 @@ use allmende_protocol::plan::{
 };
 use allmende_protocol::query::{
     Aggregate, AggregateFn, AnswerFrame, AnswerHeader, AnswerStatus, CompareOp, Condition,
-    Fragment, Literal, QueryRequest, QueryResponse, Receipt, ReceiptLine, UserAssertion,
-    query_hash,
+    Fragment, Literal, PlanRequest, QueryResponse, Receipt, ReceiptLine, UserAssertion, query_hash,
 };
 use allmende_protocol::roster::{Member, Roster, SignedRoster};
 use allmende_protocol::sync::{Digest, Head, SyncRequest, SyncResponse};
@@ -255,6 +254,7 @@ fn main() {
         dataset: "luft".into(),
         status: AnswerStatus::Ok,
         reason: None,
+        code: None,
         rules: vec!["urn:r:1".into()],
         rows: 3,
         suppressed: 1,
@@ -384,10 +384,10 @@ fn main() {
             hash: signed_entry.hash(),
         }],
     };
-    let query_request = QueryRequest {
+    let query_request = PlanRequest {
         query_hash: query_hash("SELECT 1"),
         dataset: "luft".into(),
-        fragment: fragment(),
+        plan: plan(),
         assertion: ByteBuf::from(signed_assertion.to_bytes()),
         deadline_ms: 5000,
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),

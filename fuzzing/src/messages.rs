@@ -12,7 +12,7 @@ use allmende_policy::sign::{SignedPolicy, open_policy};
 use allmende_protocol::envelope::MAX_ENVELOPE_BYTES;
 use allmende_protocol::negotiate::{MAX_NEGOTIATE_BYTES, NegotiateRequest, NegotiateResponse};
 use allmende_protocol::query::{
-    AnswerFrame, AnswerHeader, MAX_ANSWER_FRAME_BYTES, MAX_QUERY_REQUEST_BYTES, QueryRequest,
+    AnswerFrame, AnswerHeader, MAX_ANSWER_FRAME_BYTES, MAX_QUERY_REQUEST_BYTES, PlanRequest,
     QueryResponse, Receipt, UserAssertion, verify_receipt,
 };
 use allmende_protocol::roster::SignedRoster;
@@ -185,8 +185,8 @@ fn negotiate_response(data: &[u8]) {
 }
 
 fn query_request(data: &[u8]) {
-    if let Some(r) = round_trip::<QueryRequest>(data, MAX_QUERY_REQUEST_BYTES) {
-        let _ = r.fragment.check();
+    if let Some(r) = round_trip::<PlanRequest>(data, MAX_QUERY_REQUEST_BYTES) {
+        let _ = r.plan.check();
         let _ = UserAssertion::open(&r.assertion, &signer(), &signer(), NOW);
     }
 }

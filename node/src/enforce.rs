@@ -77,13 +77,21 @@ pub enum Refusal {
     /// No permission covers the request.
     #[error("no permission of the {0} covers this request")]
     NotPermitted(&'static str),
-    /// An aggregate request filters on a column it does not group by while the terms require
-    /// a minimum group size: a filter could cut a group down to a few rows.
-    #[error(
-        "filters on `{0}`, which is not a grouping column: with a minimum group size only \
-         whole groups may be selected"
-    )]
-    FilterOutsideGroups(String),
+    /// A sub-plan asks more than a minimum group size lets it.
+    #[error(transparent)]
+    GroupSize(#[from] allmende_policy::group_size::GroupSizeRefusal),
+}
+
+impl Refusal {
+    /// The machine-readable reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Prohibited(_) => "prohibited",
+            Self::Indeterminate(_) => "indeterminate",
+            Self::NotPermitted(_) => "not-permitted",
+            Self::GroupSize(r) => r.code(),
+        }
+    }
 }
 
 /// The decision on a request.

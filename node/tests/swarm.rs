@@ -222,10 +222,18 @@ async fn a_member_over_its_query_rate_is_told_so() {
     // header, the assertion is empty) or refused with the reason; nothing fails otherwise.
     let provider = b.state.federation.peer_id();
     let request = || {
-        Ok(allmende_protocol::query::QueryRequest {
+        Ok(allmende_protocol::query::PlanRequest {
             query_hash: [7; 32],
             dataset: "nothing".into(),
-            fragment: Default::default(),
+            plan: allmende_protocol::plan::SubPlan {
+                version: allmende_protocol::plan::PLAN_VERSION,
+                filter: None,
+                output: allmende_protocol::plan::Output::Rows {
+                    columns: vec![],
+                    order_by: vec![],
+                    limit: None,
+                },
+            },
             assertion: Default::default(),
             deadline_ms: 10_000,
             traceparent: None,

@@ -1,6 +1,6 @@
-//! What a federated sub-plan ([`SubPlan`]) reads, and what a minimum group size (`minGroupSize`
-//! k > 1) lets it ask. Pure: the provider calls it on the plan it received, before it plans
-//! anything.
+//! What a minimum group size (`minGroupSize` k > 1) lets a federated sub-plan ([`SubPlan`])
+//! ask (what it reads is [`SubPlan::columns`]). Pure: the provider calls it on the plan it
+//! received, before it plans anything.
 //!
 //! Under a minimum group size the guarantee is that every value a provider returns is
 //! computed from at least k rows of its dataset, counted by the provider itself, and that no
@@ -10,7 +10,8 @@
 //! - filter on its grouping expressions: every column the filter reads lies inside an
 //!   expression the plan groups by (`date_trunc('day', ts) = …` when grouped by
 //!   `date_trunc('day', ts)`; not `ts > …`), so a filter keeps or drops whole groups;
-//! - aggregate plain columns (or a literal, `count(*)`), without `DISTINCT` or `FILTER`: an
+//! - aggregate plain columns (or a literal, `count(*)`; either cast to another type, as the
+//!   planner casts `avg`'s integer argument), without `DISTINCT` or `FILTER`: an
 //!   argument such as `CASE WHEN id = 7 THEN x END` or a `FILTER (WHERE id = 7)` would pick
 //!   one row out of a group of k, and a partial state of `DISTINCT` lists the values;
 //! - call aggregates whose partial states are themselves aggregates of the group ([`SUMMARIES`]):
@@ -18,9 +19,7 @@
 //!   the rows' values.
 //!
 //! Grouping expressions are free (a group below k rows is dropped whatever defines it).
-use std::collections::BTreeSet;
-
-use allmende_protocol::plan::{Expr, Output, SubPlan, walk};
+use allmende_protocol::plan::{Expr, Output, SubPlan};
 
 /// The aggregate functions whose partial states are summaries of a group (counts, sums,
 /// extremes, moments), allowed under a minimum group size; sorted.
@@ -101,40 +100,6 @@ impl GroupSizeRefusal {
     }
 }
 
-/// Every column `plan` reads, anywhere (filter, outputs, groups, aggregates' arguments,
-/// filters and orderings), sorted.
-pub fn columns_read(plan: &SubPlan) -> BTreeSet<String> {
-    let mut roots: Vec<&Expr> = plan.filter.iter().collect();
-    match &plan.output {
-        Output::Rows {
-            columns, order_by, ..
-        } => {
-            roots.extend(columns.iter().map(|c| &c.expr));
-            roots.extend(order_by.iter().map(|k| &k.expr));
-        }
-        Output::Aggregate {
-            group_by,
-            aggregates,
-        } => {
-            roots.extend(group_by.iter().map(|g| &g.expr));
-            for a in aggregates {
-                roots.extend(&a.args);
-                roots.extend(&a.filter);
-                roots.extend(a.order_by.iter().map(|k| &k.expr));
-            }
-        }
-    }
-    let mut columns = BTreeSet::new();
-    for root in roots {
-        walk(root, |e, _| {
-            if let Expr::Column(c) = e {
-                columns.insert(c.clone());
-            }
-        });
-    }
-    columns
-}
-
 /// Whether `plan` may be answered under a minimum group size of more than one row.
 pub fn check_under_group_size(plan: &SubPlan) -> Result<(), GroupSizeRefusal> {
     let Output::Aggregate {
@@ -163,14 +128,21 @@ pub fn check_under_group_size(plan: &SubPlan) -> Result<(), GroupSizeRefusal> {
         if a.filter.is_some() {
             return Err(GroupSizeRefusal::Filter(a.name.clone()));
         }
-        if a.args
-            .iter()
-            .any(|e| !matches!(e, Expr::Column(_) | Expr::Literal(_)))
-        {
+        if !a.args.iter().all(plain) {
             return Err(GroupSizeRefusal::Argument(a.name.clone()));
         }
     }
     Ok(())
+}
+
+/// Whether `e` is a column or a literal, or one cast to another type (the planner casts
+/// `avg(int_column)`'s argument to a float): a value of one row, picking none.
+fn plain(e: &Expr) -> bool {
+    match e {
+        Expr::Column(_) | Expr::Literal(_) => true,
+        Expr::Cast { expr, .. } => matches!(**expr, Expr::Column(_) | Expr::Literal(_)),
+        _ => false,
+    }
 }
 
 /// A column `e` reads outside every expression of `groups`, if any.

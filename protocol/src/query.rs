@@ -1,8 +1,9 @@
-//! Federated query messages, carried over the request-response protocol
-//! [`crate::version::QUERY`], and the signed receipt an asking node hands its user.
+//! Federated query messages, carried over the stream protocol [`crate::version::QUERY`], the
+//! signed receipt an asking node hands its user, and the [`Fragment`], a restricted selection
+//! over one dataset that a transfer view carries.
 //!
-//! The asking node sends each provider a [`QueryRequest`]: a restricted SQL fragment over the
-//! provider's dataset (named `t` in the fragment) plus who asks and why. The provider answers
+//! The asking node sends each provider a [`PlanRequest`] (a sub-plan of the plan language,
+//! [`crate::plan`], over the provider's dataset), plus who asks and why. The provider answers
 //! with a [`QueryResponse`]: its signed [`AnswerHeader`] (status, row count, SHA-256 of the
 //! Arrow IPC bytes) and the bytes themselves. A [`Receipt`], signed by the asking node, lists
 //! every provider asked with its signed header, so it can be checked offline.
@@ -13,22 +14,25 @@ use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 
 use crate::envelope::Signed;
+use crate::plan::SubPlan;
 
 /// Largest query request accepted.
 pub const MAX_QUERY_REQUEST_BYTES: usize = 256 * 1024;
 /// Largest answer accepted from one provider (Arrow IPC bytes).
 pub const MAX_QUERY_RESPONSE_BYTES: usize = 64 << 20;
 
-/// A request for one provider.
+/// A request for one provider over [`crate::version::QUERY`]: a [`SubPlan`] of the plan
+/// language over one of its datasets (checked by the provider before it plans anything,
+/// [`SubPlan::check`]), and who asks and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct QueryRequest {
+pub struct PlanRequest {
     /// SHA-256 of the user's whole query text.
     #[serde(with = "crate::codec::bytes32")]
     pub query_hash: [u8; 32],
     /// The provider's dataset id.
     pub dataset: String,
     /// What to compute over the dataset.
-    pub fragment: Fragment,
+    pub plan: SubPlan,
     /// Who asks and why: a [`UserAssertion`] signed by the asking node (COSE_Sign1).
     pub assertion: ByteBuf,
     /// How long the asking node waits, in milliseconds.
@@ -340,6 +344,10 @@ pub struct AnswerHeader {
     pub status: AnswerStatus,
     /// Why, when not `Ok`.
     pub reason: Option<String>,
+    /// The reason in machine-readable form, when the provider gives one: a code of the plan
+    /// language's checks or of the minimum group size (`distinct-under-group-size`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// The policy rules that decided.
     pub rules: Vec<String>,
     /// Rows returned.

@@ -33,8 +33,9 @@ pub fn revocation_topic(federation: &str) -> String {
     format!("allmende/{federation}/revocation/1")
 }
 
-/// The libp2p stream protocol id of federated queries (one request frame, answer frames back).
-pub const QUERY: &str = "/allmende/query/2";
+/// The libp2p stream protocol id of federated queries: a [`crate::query::PlanRequest`] frame,
+/// answer frames back. (Version 2 carried fragments.)
+pub const QUERY: &str = "/allmende/query/3";
 
 /// The libp2p stream protocol id of whole-dataset transfers.
 pub const TRANSFER: &str = "/allmende/transfer/1";

@@ -40,7 +40,6 @@ struct QueryBody {
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
-            QueryError::Plan(_) => Self::bad_request("invalid-query", e.to_string()),
             QueryError::NoProviders(_) => {
                 Self::new(StatusCode::NOT_FOUND, "no-providers", e.to_string())
             }
@@ -89,9 +88,9 @@ async fn run(
         .pool()
         .spawn(tokio::time::Instant::now() + limit, limit, async move {
             Ok(query::run(
-                &federation,
-                &provider,
-                identity.signing_key(),
+                federation,
+                provider,
+                identity.signing_key().clone(),
                 &sql_text,
                 &options,
                 memory,
@@ -106,7 +105,7 @@ async fn run(
         .observe(started.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(_) => "ok",
-        Err(QueryError::Plan(_)) => "invalid",
+        Err(QueryError::Sql(allmende_data::sql::SqlError::Invalid(_))) => "invalid",
         Err(QueryError::NoProviders(_)) => "no_providers",
         Err(QueryError::Incomplete(_)) => "incomplete",
         Err(_) => "error",

@@ -5,7 +5,7 @@
 use allmende_p2p::frames::{FrameError, read_frame, read_frame_or_end, write_frame};
 use allmende_protocol::PeerId;
 use allmende_protocol::query::{
-    AnswerFrame, MAX_ANSWER_FRAME_BYTES, MAX_QUERY_RESPONSE_BYTES, QueryRequest, QueryResponse,
+    AnswerFrame, MAX_ANSWER_FRAME_BYTES, MAX_QUERY_RESPONSE_BYTES, PlanRequest, QueryResponse,
 };
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
@@ -31,7 +31,7 @@ pub enum AskError {
     Request(Box<super::QueryError>),
 }
 
-/// Sends a federated query fragment to `peer` over a stream and assembles its answer: data
+/// Sends a sub-plan to `peer` over a stream and assembles its answer: data
 /// frames (at most [`MAX_QUERY_RESPONSE_BYTES`] in all), then the signed header. The caller
 /// bounds the wait with its deadline. `request` makes the request for each attempt: an
 /// attempt after a dropped stream carries a fresh assertion, since the provider may have
@@ -42,7 +42,7 @@ pub enum AskError {
 pub async fn ask(
     fed: &Federation,
     peer: PeerId,
-    request: impl Fn() -> Result<QueryRequest, super::QueryError>,
+    request: impl Fn() -> Result<PlanRequest, super::QueryError>,
 ) -> Result<QueryResponse, AskError> {
     let fail = |m: String| AskError::NoAnswer(m);
     // A provider under load may drop an inbound stream before it is accepted (libp2p-stream

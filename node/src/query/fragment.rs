@@ -1,26 +1,18 @@
-//! A fragment as the SQL a provider runs: written by the provider itself from the fragment's
-//! structure, with every identifier and literal quoted, over exactly one table `t`; and the
-//! suppression of groups below the minimum group size in the answer.
+//! A fragment (a transfer view's selection) as the SQL the provider runs: written by the
+//! provider itself from the fragment's structure, with every identifier and literal quoted,
+//! over exactly one table `t`.
 
 use allmende_protocol::query::{AggregateFn, CompareOp, Fragment, Literal};
-use arrow::array::{Array, BooleanArray, Int64Array};
-use arrow::record_batch::RecordBatch;
 
 /// The column with each group's row count in aggregate answers.
 pub const GROUP_ROWS: &str = "__n";
 
-/// Why a fragment has no SQL, or its answer cannot be suppressed.
+/// Why a fragment has no SQL.
 #[derive(Debug, thiserror::Error)]
 pub enum FragmentSqlError {
     /// A comparison other than `IN` with no value or several.
     #[error("condition on `{0}` needs exactly one value")]
     OneValue(String),
-    /// An aggregate answer without its group count column.
-    #[error("the group count is missing")]
-    NoGroupCount,
-    /// Filtering the answer's batches failed.
-    #[error("suppressing small groups failed: {0}")]
-    Arrow(#[from] arrow::error::ArrowError),
 }
 
 fn quote(ident: &str) -> String {
@@ -119,44 +111,6 @@ pub fn fragment_sql(f: &Fragment) -> Result<String, FragmentSqlError> {
         let limit = f.limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         Ok(format!("SELECT {cols} FROM t{filter}{order}{limit}"))
     }
-}
-
-/// Every column the fragment touches.
-pub fn columns_used(f: &Fragment, schema: &[allmende_store::Field]) -> Vec<String> {
-    let mut cols: Vec<String> = if f.columns.is_empty() && !f.is_aggregate() {
-        schema.iter().map(|c| c.name.clone()).collect()
-    } else {
-        f.columns.clone()
-    };
-    cols.extend(f.aggregates.iter().map(|a| a.column.clone()));
-    cols.extend(f.group_by.iter().cloned());
-    cols.extend(f.filter.iter().map(|c| c.column.clone()));
-    cols.extend(f.order_by.iter().map(|(c, _)| c.clone()));
-    cols.sort();
-    cols.dedup();
-    cols
-}
-
-/// Drops groups with fewer than `k` rows; returns the kept batches and how many were dropped.
-pub(super) fn suppress(
-    batches: Vec<RecordBatch>,
-    k: u64,
-) -> Result<(Vec<RecordBatch>, u64), FragmentSqlError> {
-    let mut out = Vec::with_capacity(batches.len());
-    let mut dropped = 0u64;
-    for b in batches {
-        let n = b
-            .column_by_name(GROUP_ROWS)
-            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-            .ok_or(FragmentSqlError::NoGroupCount)?;
-        let keep: BooleanArray = n
-            .iter()
-            .map(|v| Some(v.is_some_and(|v| v >= k as i64)))
-            .collect();
-        dropped += (keep.len() - keep.true_count()) as u64;
-        out.push(arrow::compute::filter_record_batch(&b, &keep)?);
-    }
-    Ok((out, dropped))
 }
 
 #[cfg(test)]

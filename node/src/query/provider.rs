@@ -1,21 +1,20 @@
-//! The provider's side of a federated query: check the fragment, decide with the dataset's own
-//! signed policy, audit the decision, run the fragment with DataFusion under limits, suppress
-//! groups below the minimum group size, and sign the answer.
+//! The provider's side of a federated query: check what is asked, decide with the dataset's
+//! own signed policy, audit the decision, run it with DataFusion under limits, suppress groups
+//! below the minimum group size, and sign the answer.
 //!
-//! The fragment is a structure, not SQL text: the provider writes the SQL itself, with quoted
-//! identifiers and literals, over exactly one table. What a requester can learn is therefore
-//! bounded by what the structure can express — columns, and-ed comparisons with literals,
-//! grouping, and COUNT/SUM/MIN/MAX — and every column it touches is checked against
-//! `allowedColumns`.
+//! What is asked is a structure, never SQL text: a sub-plan of the plan language over exactly
+//! one dataset, decided on as it stands ([`super::subplan`]) and planned by the provider's own
+//! DataFusion. What a requester can learn is bounded by what the language can express, and
+//! every column it touches anywhere is checked against `allowedColumns`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use allmende_policy::sign::{SignedPolicy, policy_id};
+use allmende_policy::sign::policy_id;
+use allmende_protocol::plan::{Output, PlanError};
 use allmende_protocol::query::{
-    AnswerHeader, AnswerStatus, FragmentError, MAX_QUERY_RESPONSE_BYTES, QueryRequest,
-    QueryResponse, UserAssertion, batches_hash,
+    AnswerHeader, AnswerStatus, MAX_QUERY_RESPONSE_BYTES, PlanRequest, QueryResponse, batches_hash,
 };
 use allmende_protocol::{PeerId, Signed};
 use futures::StreamExt;
@@ -24,27 +23,25 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-use super::fragment::{FragmentSqlError, columns_used, fragment_sql, suppress};
-use crate::enforce::{self, Ask, EnforceError, Refusal, Shape, Terms, required_group_size};
+use super::subplan::suppress;
+use crate::enforce::{EnforceError, Refusal};
 use crate::policies::{Policies, PolicyError};
 use crate::serving::{AssertionRefused, Serving};
+use allmende_data::sql::subplan::SubPlanError;
 use allmende_data::sql::{Engine, Source, SqlError};
-use allmende_store::{StoreError, StoredDataset};
+use allmende_store::StoreError;
 
-/// Why a provider could not answer a fragment (the answer then has status `error` and this,
+/// Why a provider could not answer a sub-plan (the answer then has status `error` and this,
 /// rendered, as its reason; a policy's refusal is a `denied` answer, not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum AnswerError {
-    /// The fragment is malformed or over a bound.
+    /// The sub-plan is outside the plan language or over a bound.
     #[error(transparent)]
-    Fragment(#[from] FragmentError),
-    /// The fragment cannot be written as SQL, or its answer not suppressed.
-    #[error(transparent)]
-    FragmentSql(#[from] FragmentSqlError),
+    Plan(#[from] PlanError),
     /// No dataset with this id here.
     #[error("no dataset `{0}`")]
     NoDataset(String),
-    /// The fragment names a column the dataset does not have.
+    /// The sub-plan names a column the dataset does not have.
     #[error("dataset `{dataset}` has no column `{column}`")]
     NoColumn {
         /// The dataset's slug.
@@ -64,8 +61,8 @@ pub enum AnswerError {
     /// The decision could not be made (or not audited).
     #[error(transparent)]
     Enforce(#[from] EnforceError),
-    /// No fragment slot came free before the asker's deadline.
-    #[error("the provider is busy: no fragment slot came free before the deadline")]
+    /// No slot came free before the asker's deadline.
+    #[error("the provider is busy: no query slot came free before the deadline")]
     Busy,
     /// The answer grew past the response bound.
     #[error("the answer exceeds {MAX_QUERY_RESPONSE_BYTES} bytes; ask for less")]
@@ -73,25 +70,35 @@ pub enum AnswerError {
     /// The asker closed the stream.
     #[error("the asker went away")]
     AskerGone,
-    /// The fragment ran out of time.
-    #[error("the fragment did not finish within {0} ms")]
+    /// The sub-plan ran out of time.
+    #[error("the sub-plan did not finish within {0} ms")]
     Timeout(u128),
     /// The engine failed.
     #[error(transparent)]
     Sql(#[from] SqlError),
 }
 
-/// What a provider needs to answer fragments: what serving any member's request needs, the
-/// time one fragment may take, and the fragment slots.
+impl AnswerError {
+    /// The machine-readable reason, where there is one.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::Plan(e) => Some(e.code()),
+            _ => None,
+        }
+    }
+}
+
+/// What a provider needs to answer sub-plans: what serving any member's request needs, the
+/// time one sub-plan may take, and the slots.
 pub struct ProviderContext {
     serving: Arc<Serving>,
     timeout: Duration,
-    /// Fragment slots: all askers' and each asker's share.
+    /// Query slots: all askers' and each asker's share.
     slots: Slots,
 }
 
 impl ProviderContext {
-    /// Fragments answered with `serving`, each within `timeout`; at most `concurrent` run at
+    /// Sub-plans answered with `serving`, each within `timeout`; at most `concurrent` run at
     /// once, at most half of them (and at least one) for one asker.
     pub fn new(serving: Arc<Serving>, timeout: Duration, concurrent: usize) -> Self {
         Self {
@@ -125,76 +132,41 @@ impl std::fmt::Debug for ProviderContext {
     }
 }
 
-struct Decided {
-    status: AnswerStatus,
-    reason: Option<String>,
-    rules: Vec<String>,
-    k: u64,
+/// A decision on a request, as the answer's header states it.
+pub(super) struct Decided {
+    pub(super) status: AnswerStatus,
+    pub(super) reason: Option<String>,
+    pub(super) code: Option<String>,
+    pub(super) rules: Vec<String>,
+    /// The minimum group size the answer is suppressed to.
+    pub(super) k: u64,
 }
 
-fn decide_for(
-    ctx: &ProviderContext,
-    peer: PeerId,
-    organisation: Option<String>,
-    user: &UserAssertion,
-    req: &QueryRequest,
-    dataset: &StoredDataset,
-    policy: &SignedPolicy,
-) -> Result<Decided, AnswerError> {
-    let f = &req.fragment;
-    let columns = columns_used(f, &dataset.schema);
-    if let Some(c) = columns
-        .iter()
-        .find(|c| !dataset.schema.iter().any(|s| s.name == **c))
-    {
-        return Err(AnswerError::NoColumn {
-            dataset: dataset.record.slug.clone(),
-            column: c.clone(),
-        });
-    }
-    let k = required_group_size(policy.payload()).unwrap_or(1);
-    let denied = |refusal: Refusal, rules| Decided {
-        status: AnswerStatus::Denied,
-        reason: Some(refusal.to_string()),
-        rules,
-        k,
-    };
-    let aggregate = f.is_aggregate();
-    if aggregate
-        && k > 1
-        && let Some(c) = f.filter.iter().find(|c| !f.group_by.contains(&c.column))
-    {
-        return Ok(denied(
-            Refusal::FilterOutsideGroups(c.column.clone()),
-            vec![],
-        ));
-    }
-    let ask = Ask {
-        peer,
-        organisation,
-        user,
-        dataset,
-        terms: Terms::Offer(policy),
-        shape: if aggregate {
-            Shape::Aggregates { min_group: k }
-        } else {
-            Shape::Rows
-        },
-        columns,
-    };
-    let decision = enforce::decide(ctx.serving.policies(), &ask)?;
-    Ok(match decision.outcome {
-        Ok(()) => Decided {
+impl Decided {
+    /// An answer without a policy: the node's own user.
+    fn own() -> Self {
+        Self {
             status: AnswerStatus::Ok,
             reason: None,
-            rules: decision.rules,
+            code: None,
+            rules: vec![],
+            k: 1,
+        }
+    }
+
+    /// A denial for `refusal`, by `rules`.
+    pub(super) fn denied(refusal: Refusal, rules: Vec<String>, k: u64) -> Self {
+        Self {
+            status: AnswerStatus::Denied,
+            reason: Some(refusal.to_string()),
+            code: Some(refusal.code().into()),
+            rules,
             k,
-        },
-        Err(refusal) => denied(refusal, decision.rules),
-    })
+        }
+    }
 }
 
-/// The bound on fragments running at once, shared fairly: one asker may hold at most half of
+/// The bound on sub-plans running at once, shared fairly: one asker may hold at most half of
 /// the slots (at least one), so that a flood from one member queues behind itself and leaves
 /// room for the others.
 struct Slots {
@@ -203,7 +175,7 @@ struct Slots {
     share: usize,
 }
 
-/// A fragment's slot, held while it runs.
+/// A sub-plan's slot, held while it runs.
 struct Slot<'a> {
     _share: Option<OwnedSemaphorePermit>,
     _running: SemaphorePermit<'a>,
@@ -218,11 +190,11 @@ impl Slots {
         }
     }
 
-    /// The semaphore bounding `peer`'s fragments running at once.
+    /// The semaphore bounding `peer`'s sub-plans running at once.
     fn share_of(&self, peer: &PeerId) -> Arc<Semaphore> {
         let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
         if shares.len() >= 256 {
-            // Keep only the askers with fragments running or waiting.
+            // Keep only the askers with sub-plans running or waiting.
             shares.retain(|_, s| Arc::strong_count(s) > 1);
         }
         shares
@@ -231,7 +203,7 @@ impl Slots {
             .clone()
     }
 
-    /// Waits for a slot for `asker`'s fragment (`None`: this node's own user, not bound by a
+    /// Waits for a slot for `asker`'s sub-plan (`None`: this node's own user, not bound by a
     /// share) until `until`; past it, the answer could not reach the asker in time anyway.
     async fn acquire(
         &self,
@@ -297,7 +269,7 @@ pub async fn answer(
     ctx: &ProviderContext,
     peer: PeerId,
     organisation: Option<String>,
-    req: QueryRequest,
+    req: PlanRequest,
     tx: &tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> ByteBuf {
     respond(ctx, Some((peer, organisation)), req, Some(tx))
@@ -307,7 +279,7 @@ pub async fn answer(
 
 /// Answers a request of this node's own user over its own dataset: the owner's data, so no
 /// policy applies and nothing is audited; the answer is signed like any other.
-pub async fn answer_own(ctx: &ProviderContext, req: QueryRequest) -> QueryResponse {
+pub async fn answer_own(ctx: &ProviderContext, req: PlanRequest) -> QueryResponse {
     respond(ctx, None, req, None).await
 }
 
@@ -318,7 +290,7 @@ pub async fn answer_own(ctx: &ProviderContext, req: QueryRequest) -> QueryRespon
 async fn respond(
     ctx: &ProviderContext,
     remote: Option<(PeerId, Option<String>)>,
-    req: QueryRequest,
+    req: PlanRequest,
     tx: Option<&tokio::sync::mpsc::Sender<Vec<u8>>>,
 ) -> QueryResponse {
     let peer = remote.as_ref().map(|(p, _)| *p);
@@ -327,6 +299,7 @@ async fn respond(
         dataset: req.dataset.clone(),
         status: AnswerStatus::Error,
         reason: None,
+        code: None,
         rules: vec![],
         rows: 0,
         suppressed: 0,
@@ -342,6 +315,7 @@ async fn respond(
         Ok((decided, answer)) => {
             header.status = decided.status;
             header.reason = decided.reason;
+            header.code = decided.code;
             header.rules = decided.rules;
             if let Some((rows, suppressed)) = answer {
                 header.rows = rows;
@@ -351,6 +325,7 @@ async fn respond(
         Err(error) => {
             header.status = AnswerStatus::Error;
             header.reason = Some(error.to_string());
+            header.code = error.code().map(Into::into);
         }
     }
     header.batches_hash = out.hasher.finalize().into();
@@ -388,13 +363,22 @@ async fn respond(
 /// Rows and suppressed groups of an answer that ran.
 type Answer = Option<(u64, u64)>;
 
+/// `e`, a sub-plan's failure, as the engine's error.
+fn plan_failed(e: SubPlanError) -> SqlError {
+    match e {
+        SubPlanError::Engine(e) => e,
+        SubPlanError::Planning(e) => e.into(),
+        other => SqlError::Invalid(other.to_string()),
+    }
+}
+
 async fn run(
     ctx: &ProviderContext,
     remote: Option<(PeerId, Option<String>)>,
-    req: &QueryRequest,
+    req: &PlanRequest,
     out: &mut Out<'_>,
 ) -> Result<(Decided, Answer), AnswerError> {
-    req.fragment.check()?;
+    req.plan.check()?;
     let dataset = ctx
         .serving
         .datasets()
@@ -403,20 +387,15 @@ async fn run(
         .ok_or_else(|| AnswerError::NoDataset(req.dataset.clone()))?;
     let policy = ctx.serving.policies().get(&dataset.record.id)?;
     let decided = match (&remote, &policy) {
-        (None, _) => Decided {
-            status: AnswerStatus::Ok,
-            reason: None,
-            rules: vec![],
-            k: 1,
-        },
+        (None, _) => Decided::own(),
         (Some((peer, organisation)), Some(policy)) => {
             let user = ctx.serving.assertion(peer, &req.assertion)?;
-            decide_for(
-                ctx,
+            super::subplan::decide(
+                ctx.serving.policies(),
                 *peer,
                 organisation.clone(),
                 &user,
-                req,
+                &req.plan,
                 &dataset,
                 policy,
             )?
@@ -428,6 +407,7 @@ async fn run(
                     reason: Some(
                         "the dataset has no usage policy, so nothing leaves the node".into(),
                     ),
+                    code: None,
                     rules: vec![],
                     k: 1,
                 },
@@ -438,7 +418,7 @@ async fn run(
     if decided.status != AnswerStatus::Ok {
         return Ok((decided, None));
     }
-    let sql_text = fragment_sql(&req.fragment)?;
+    let plan = req.plan.clone();
     let path = ctx.serving.datasets().file_path(&dataset);
     // The asker's deadline (or the node's own limit) covers the wait for a slot and the run.
     let timeout = ctx
@@ -449,8 +429,11 @@ async fn run(
         .slots
         .acquire(remote.as_ref().map(|(peer, _)| peer), until)
         .await?;
-    let aggregate = req.fragment.is_aggregate();
-    // The fragment runs on the engine's threads; its Arrow IPC bytes come back in chunks.
+    // Groups are suppressed only under a minimum group size: with none, even an aggregate
+    // over no rows (one group of 0) is an answer, which DataFusion's final stage merges as it
+    // would merge its own partitions.
+    let suppressing = matches!(req.plan.output, Output::Aggregate { .. }) && decided.k > 1;
+    // The sub-plan runs on the engine's threads; its Arrow IPC bytes come back in chunks.
     let (chunks, mut produced) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let (engine, memory, k) = (
         ctx.serving.engine().clone(),
@@ -463,8 +446,9 @@ async fn run(
         .pool()
         .spawn(until, timeout, async move {
             let mut stream = engine
-                .query(&sql_text, memory, &|_| Ok(Source::Parquet(path.clone())))
-                .await?;
+                .run_subplan(&plan, Source::Parquet(path), memory)
+                .await
+                .map_err(plan_failed)?;
             let schema = stream.schema();
             let ipc = |e: arrow::error::ArrowError| SqlError::Internal(e.to_string());
             let mut w =
@@ -472,13 +456,10 @@ async fn run(
             let (mut rows, mut suppressed) = (0u64, 0u64);
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                let batch = if aggregate {
-                    let (kept, dropped) =
-                        suppress(vec![batch], k).map_err(|e| SqlError::Internal(e.to_string()))?;
+                let batch = if suppressing {
+                    let (kept, dropped) = suppress(&batch, k)?;
                     suppressed += dropped;
-                    kept.into_iter()
-                        .next()
-                        .ok_or_else(|| SqlError::Internal("suppression lost a batch".into()))?
+                    kept
                 } else {
                     batch
                 };
@@ -516,12 +497,12 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_fragment_waits_for_a_slot_no_longer_than_its_deadline() {
+    async fn a_sub_plan_waits_for_a_slot_no_longer_than_its_deadline() {
         let slots = Slots::new(4);
         let flooder = PeerId::random();
         let other = PeerId::random();
         let soon = || Instant::now() + Duration::from_millis(50);
-        // The flooder gets half of the slots; its third fragment waits, and gives up at its
+        // The flooder gets half of the slots; its third sub-plan waits, and gives up at its
         // deadline with a reason instead of queueing for ever.
         let a = slots.acquire(Some(&flooder), soon()).await.unwrap();
         let _b = slots.acquire(Some(&flooder), soon()).await.unwrap();

@@ -6,8 +6,24 @@ use allmende_protocol::PeerId;
 use allmende_protocol::catalog::EntryOp;
 
 use super::member_name;
-use super::plan::Target;
 use crate::federation::{Federation, FederationError};
+
+/// What a federated table reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One member's dataset.
+    Member {
+        /// The member's name (organisation without "Stadt"/"Kreis", lower-case, e.g. `wuerzburg`).
+        member: String,
+        /// The dataset's name or id.
+        dataset: String,
+    },
+    /// Every member's dataset that declares the common schema `kind`.
+    Federation {
+        /// The schema name, e.g. `air_quality_hourly`.
+        kind: String,
+    },
+}
 
 /// A member holding a dataset a federated query reads.
 #[derive(Clone, Debug)]
@@ -20,6 +36,8 @@ pub struct Provider {
     pub organisation: String,
     /// The dataset's id.
     pub dataset: String,
+    /// The dataset's columns, as its catalog entry names them.
+    pub columns: Vec<allmende_protocol::catalog::CatalogColumn>,
 }
 
 /// The members (with dataset ids) that hold what a federated query reads: one member's
@@ -60,6 +78,7 @@ pub fn providers(fed: &Federation, target: &Target) -> Result<Vec<Provider>, Fed
                 member,
                 organisation,
                 dataset: e.dataset.id.clone(),
+                columns: e.columns.clone(),
             });
         }
     }

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use allmende_protocol::query::{AnswerFrame, MAX_QUERY_REQUEST_BYTES, QueryRequest};
+use allmende_protocol::query::{AnswerFrame, MAX_QUERY_REQUEST_BYTES, PlanRequest};
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
@@ -36,7 +36,7 @@ const OVER_RATE: &str =
 async fn refuse(stream: libp2p::Stream, reason: &str) {
     let mut io = stream.compat();
     let refusal = async {
-        read_frame::<QueryRequest, _>(&mut io, MAX_QUERY_REQUEST_BYTES).await?;
+        read_frame::<PlanRequest, _>(&mut io, MAX_QUERY_REQUEST_BYTES).await?;
         close_with(&mut io, &AnswerFrame::Refused(reason.to_owned())).await
     };
     deliver("refusal", REFUSAL_TIMEOUT, refusal).await;
@@ -104,7 +104,7 @@ pub fn serve(fed: Arc<Federation>, provider: Arc<ProviderContext>) -> Result<(),
             tokio::spawn(
                 async move {
                     let mut io = stream.compat();
-                    let request: QueryRequest = match tokio::time::timeout(
+                    let request: PlanRequest = match tokio::time::timeout(
                         REQUEST_TIMEOUT,
                         read_frame(&mut io, MAX_QUERY_REQUEST_BYTES),
                     )

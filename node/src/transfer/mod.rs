@@ -18,6 +18,7 @@
 //! consumer and continue when it comes back.
 
 mod fetch;
+mod filter;
 mod serve;
 mod view;
 
@@ -34,11 +35,12 @@ use tracing::Instrument;
 
 use crate::federation::Federation;
 use crate::policies::Policies;
-use crate::query::plan::{Target, filter_conditions};
+use crate::query::providers::Target;
 use crate::serving::Serving;
 use allmende_p2p::ratelimit::RateLimiter;
 use allmende_store::keys::transfer;
 use allmende_store::{Store, StoreError};
+use filter::filter_conditions;
 
 /// Transfers served at once by a provider.
 const SERVING: usize = 4;

@@ -1,6 +1,7 @@
 //! What the node's integration tests share: setting up a node's data dir in-process, the
 //! package's directory, listing files; a provider with one imported dataset under a policy,
-//! requests signed by a fixed asker, and asking; the HTTP API through the router ([`api`]);
+//! requests signed by a fixed asker, and asking (also through DataFusion's planner over a
+//! federated table, [`federated_table`]); the HTTP API through the router ([`api`]);
 //! a test OpenID provider and a node that trusts it ([`auth`]).
 
 #![allow(
@@ -18,15 +19,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allmende_data::datasets::{Datasets, ImportRequest, MetadataInput};
+use allmende_data::sql::federated::{Fanout, FederatedTable, MemberBatches, conformed};
 use allmende_data::sql::{Engine, EngineConfig};
 use allmende_node::config::Config;
 use allmende_node::identity::Identity;
 use allmende_node::policies::Policies;
 use allmende_node::query::provider::{ProviderContext, answer};
 use allmende_node::serving::Serving;
-use allmende_protocol::query::{AnswerHeader, Fragment, QueryRequest, UserAssertion, batches_hash};
+use allmende_protocol::plan::SubPlan;
+use allmende_protocol::query::{
+    AnswerHeader, AnswerStatus, PlanRequest, UserAssertion, batches_hash,
+};
 use allmende_protocol::{PeerId, Signed, SigningKey};
 use allmende_store::Store;
+use futures::future::BoxFuture;
 
 /// The package's directory: as cargo gives it to the running test (a test built in another
 /// checkout sharing the target dir would otherwise carry that checkout's path), else as compiled.
@@ -157,13 +163,13 @@ pub fn provider_peer() -> PeerId {
 
 static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// A request for `fragment` over dataset `id`, with a fresh assertion.
-pub fn request(id: &str, fragment: Fragment) -> QueryRequest {
+/// A request for `plan` over dataset `id`, with a fresh assertion.
+pub fn plan_request(id: &str, plan: SubPlan) -> PlanRequest {
     let nonce = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    QueryRequest {
+    PlanRequest {
         query_hash: [1; 32],
         dataset: id.into(),
-        fragment,
+        plan,
         assertion: assertion(provider_peer(), now(), now() + 60, nonce).into(),
         deadline_ms: 3000,
         traceparent: None,
@@ -171,7 +177,7 @@ pub fn request(id: &str, fragment: Fragment) -> QueryRequest {
 }
 
 /// Asks the provider; its signed header (checked against the bytes) and the answer's bytes.
-pub async fn ask(p: &Provider, req: QueryRequest) -> (AnswerHeader, Vec<u8>) {
+pub async fn ask(p: &Provider, req: PlanRequest) -> (AnswerHeader, Vec<u8>) {
     let asker = allmende_protocol::peer_id_of(&SigningKey::from_bytes(&ASKER).verifying_key());
     // The answer's bytes arrive in chunks while it is produced; the header comes last.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
@@ -188,4 +194,79 @@ pub async fn ask(p: &Provider, req: QueryRequest) -> (AnswerHeader, Vec<u8>) {
     let header: Signed<AnswerHeader> = Signed::from_bytes(&header, 1 << 20).unwrap();
     assert_eq!(header.payload().batches_hash, batches_hash(&bytes));
     (header.payload().clone(), bytes)
+}
+
+/// What an [`InProcess`] fanout is told of each answer: the plan, the signed header's payload
+/// and the answer's bytes.
+pub type Seen = dyn Fn(&SubPlan, &AnswerHeader, &[u8]) + Send + Sync;
+
+/// Asks one provider in-process (as member `m`) for each sub-plan DataFusion's planner makes
+/// over a federated table, as the asking node's fanout does over the network; tells `seen`
+/// of every answer.
+pub struct InProcess {
+    /// The provider.
+    pub provider: Arc<Provider>,
+    /// Told of every answer.
+    pub seen: Arc<Seen>,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InProcess")
+    }
+}
+
+impl Fanout for InProcess {
+    fn ask(
+        &self,
+        plan: SubPlan,
+        expected: arrow::datatypes::SchemaRef,
+    ) -> BoxFuture<'static, datafusion::error::Result<Vec<MemberBatches>>> {
+        let (provider, seen) = (self.provider.clone(), self.seen.clone());
+        Box::pin(async move {
+            let (header, bytes) = ask(&provider, plan_request(&provider.id, plan.clone())).await;
+            seen(&plan, &header, &bytes);
+            if header.status != AnswerStatus::Ok {
+                return Ok(vec![]);
+            }
+            let reader = arrow::ipc::reader::StreamReader::try_new(&bytes[..], None)?;
+            let mut batches = Vec::new();
+            for b in reader {
+                let b = conformed(&b?, &expected).ok_or_else(|| {
+                    datafusion::error::DataFusionError::Execution(
+                        "the answer's columns differ".into(),
+                    )
+                })?;
+                batches.push(b);
+            }
+            Ok(vec![("m".to_owned(), batches)])
+        })
+    }
+}
+
+/// The provider's dataset as a federated table of one member, `m`, asked through
+/// [`InProcess`].
+pub fn federated_table(provider: &Arc<Provider>, seen: Arc<Seen>) -> Arc<FederatedTable> {
+    let stored = provider
+        .ctx
+        .serving()
+        .datasets()
+        .store()
+        .get(&provider.id)
+        .unwrap()
+        .unwrap();
+    let columns = arrow::datatypes::Schema::new(
+        stored
+            .schema
+            .iter()
+            .map(|f| {
+                arrow::datatypes::Field::new(&f.name, f.data_type.parse().unwrap(), f.nullable)
+            })
+            .collect::<Vec<_>>(),
+    );
+    let fanout = Arc::new(InProcess {
+        provider: provider.clone(),
+        seen,
+    });
+    Arc::new(FederatedTable::new(&columns, fanout).unwrap())
 }

@@ -78,8 +78,10 @@ fn every_column_is_read_wherever_it_stands_and_whatever_it_is_called() {
         vec![day("ts")],
         vec![a],
     );
-    let read: Vec<String> = columns_read(&plan).into_iter().collect();
-    assert_eq!(read, ["in_filter", "in_order", "n", "station", "ts"]);
+    assert_eq!(
+        plan.columns(),
+        ["in_filter", "in_order", "n", "station", "ts"]
+    );
     let rows = SubPlan {
         version: PLAN_VERSION,
         filter: None,
@@ -97,10 +99,7 @@ fn every_column_is_read_wherever_it_stands_and_whatever_it_is_called() {
             limit: None,
         },
     };
-    assert_eq!(
-        columns_read(&rows).into_iter().collect::<Vec<_>>(),
-        ["secret"]
-    );
+    assert_eq!(rows.columns(), ["secret"]);
     assert_eq!(check_under_group_size(&rows), Err(GroupSizeRefusal::Rows));
 }
 
@@ -171,6 +170,24 @@ fn aggregates_take_plain_columns_and_summarise_them() {
             "{ok}"
         );
     }
+    // A cast of a column (the planner's, for `avg` of integers) picks no row; a cast of an
+    // expression is an expression.
+    let cast = |expr: Expr| Expr::Cast {
+        expr: Box::new(expr),
+        to: allmende_protocol::plan::DataType::Float64,
+        safe: false,
+    };
+    assert_eq!(
+        check_under_group_size(&by_day(call("avg", vec![cast(col("n"))]))),
+        Ok(())
+    );
+    assert_eq!(
+        check_under_group_size(&by_day(call(
+            "avg",
+            vec![cast(bin(BinaryOp::Multiply, col("n"), lit(2)))]
+        ))),
+        Err(GroupSizeRefusal::Argument("avg_of".into()))
+    );
     // One row's value picked out of the group by an expression or a FILTER.
     let picked = Expr::Case {
         operand: None,

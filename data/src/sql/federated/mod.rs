@@ -34,7 +34,7 @@ mod scan;
 mod tests;
 
 pub use pushdown::{FederatedAggregate, FederatedPlanner, FederatedQueryPlanner, PushAggregates};
-pub use scan::FederatedScanExec;
+pub use scan::{FederatedScanExec, conformed};
 
 /// The column naming the member each row comes from.
 pub const MEMBER_COLUMN: &str = "_member";
@@ -44,9 +44,10 @@ pub type MemberBatches = (String, Vec<RecordBatch>);
 
 /// Asks the members holding a federated table for a sub-plan.
 pub trait Fanout: fmt::Debug + Send + Sync {
-    /// Asks each member for `plan`, whose answers have the columns of `expected`. Only the
-    /// members that answered `ok` with exactly those columns give batches; how each member
-    /// took part (and why one gave none) is the fanout's to record.
+    /// Asks each member for `plan`, whose answers have the columns of `expected` (a string
+    /// column in any of Arrow's representations of strings). Only the members that answered
+    /// `ok` give batches; how each member took part (and why one gave none) is the fanout's to
+    /// record.
     fn ask(
         &self,
         plan: SubPlan,

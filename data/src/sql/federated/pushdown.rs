@@ -138,13 +138,20 @@ impl OptimizerRule for PushAggregates {
         let LogicalPlan::Aggregate(aggregate) = &plan else {
             return Ok(Transformed::no(plan));
         };
-        // A projection of plain columns (a reordering) changes nothing the members compute.
-        let input = match aggregate.input.as_ref() {
-            LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
-                p.input.as_ref()
-            }
-            other => other,
-        };
+        // A projection of plain columns (a reordering) and an alias of the table (`FROM t AS
+        // v`) change nothing the members compute.
+        let mut input = aggregate.input.as_ref();
+        loop {
+            input = match input {
+                LogicalPlan::Projection(p)
+                    if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
+                {
+                    p.input.as_ref()
+                }
+                LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
+                _ => break,
+            };
+        }
         let LogicalPlan::TableScan(scan) = input else {
             return Ok(Transformed::no(plan));
         };

@@ -84,13 +84,51 @@ impl FederatedScanExec {
     }
 }
 
-/// Whether `a` and `b` have the same column names and types, in order (nullability aside).
-pub(crate) fn same_columns(a: &Schema, b: &Schema) -> bool {
-    a.fields().len() == b.fields().len()
-        && a.fields()
+/// `batch`, a member's answer, with the columns of `expected`: the same names and types in
+/// order (nullability aside), where a string or binary column may come in another of Arrow's
+/// representations of it (a provider reading Parquet yields `Utf8View` for `Utf8`) and is cast;
+/// `None` for any other difference.
+pub fn conformed(batch: &RecordBatch, expected: &Schema) -> Option<RecordBatch> {
+    use arrow::datatypes::DataType::{Binary, BinaryView, LargeBinary, LargeUtf8, Utf8, Utf8View};
+    let fields = batch.schema_ref().fields();
+    if fields.len() != expected.fields().len() {
+        return None;
+    }
+    let mut columns = Vec::with_capacity(fields.len());
+    for ((got, want), column) in fields.iter().zip(expected.fields()).zip(batch.columns()) {
+        if got.name() != want.name() {
+            return None;
+        }
+        let (from, to) = (got.data_type(), want.data_type());
+        let same_kind = matches!(
+            (from, to),
+            (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View)
+                | (
+                    Binary | LargeBinary | BinaryView,
+                    Binary | LargeBinary | BinaryView
+                )
+        );
+        columns.push(if from == to {
+            column.clone()
+        } else if same_kind {
+            arrow::compute::cast(column, to).ok()?
+        } else {
+            return None;
+        });
+    }
+    let schema = Arc::new(Schema::new(
+        fields
             .iter()
-            .zip(b.fields())
-            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+            .zip(expected.fields())
+            .map(|(got, want)| {
+                want.as_ref()
+                    .clone()
+                    .with_nullable(got.is_nullable() || want.is_nullable())
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema, columns, &options).ok()
 }
 
 /// `batch`, a member's answer, as a batch of `schema` by `slots`.
@@ -168,8 +206,8 @@ impl ExecutionPlan for FederatedScanExec {
                     let mut all = Vec::new();
                     for (member, batches) in &answers {
                         for b in batches {
-                            all.push(if same_columns(&b.schema(), &expected) {
-                                placed(b, member, &slots, &out)
+                            all.push(if let Some(b) = conformed(b, &expected) {
+                                placed(&b, member, &slots, &out)
                             } else {
                                 internal_err!(
                                     "member {member} answered columns {} for {}",

@@ -175,11 +175,11 @@ const QUERIES: &[(&str, bool)] = &[
     ),
     (
         "SELECT counter FROM f WHERE lane = 0 INTERSECT SELECT counter FROM f WHERE lane = 1",
-        false,
+        true,
     ),
     (
         "SELECT counter, lane FROM f WHERE n < 30 EXCEPT SELECT counter, lane FROM f WHERE n < 10",
-        false,
+        true,
     ),
     (
         "WITH x AS (SELECT _member, sum(n) AS s FROM f GROUP BY 1) \
@@ -187,6 +187,10 @@ const QUERIES: &[(&str, bool)] = &[
         true,
     ),
     ("SELECT count(*) FROM f", true),
+    (
+        "SELECT v.counter, sum(v.n) AS s FROM f AS v WHERE v.lane = 1 GROUP BY v.counter",
+        true,
+    ),
     ("SELECT _member, count(*) FROM f GROUP BY 1", true),
     (
         "SELECT a.counter, count(*) FROM f a JOIN f b ON a.ts = b.ts AND a.lane <> b.lane \

@@ -1,14 +1,21 @@
-//! The provider conditions of a filter: and-ed comparisons of one column with literals, read
-//! from SQL expressions (a query's WHERE, a transfer's row filter).
+//! A transfer's row filter: and-ed comparisons of one column with literals, read from an SQL
+//! expression (`year >= 2024 AND station = 'a'`), as the provider's view conditions.
 
 use allmende_protocol::query::{CompareOp, Condition, Literal};
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use super::{PlanError, err};
+/// Why a row filter is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FilterError(String);
 
-pub(super) fn ident_of(e: &Expr) -> Option<String> {
+fn err<T>(m: impl Into<String>) -> Result<T, FilterError> {
+    Err(FilterError(m.into()))
+}
+
+fn ident_of(e: &Expr) -> Option<String> {
     match e {
         Expr::Identifier(i) => Some(i.value.clone()),
         Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
@@ -17,7 +24,7 @@ pub(super) fn ident_of(e: &Expr) -> Option<String> {
     }
 }
 
-pub(super) fn literal_of(e: &Expr) -> Option<Literal> {
+fn literal_of(e: &Expr) -> Option<Literal> {
     match e {
         Expr::Value(v) => match &v.value {
             Value::Null => Some(Literal::Null),
@@ -45,7 +52,7 @@ pub(super) fn literal_of(e: &Expr) -> Option<Literal> {
     }
 }
 
-pub(super) fn flip(op: CompareOp) -> CompareOp {
+fn flip(op: CompareOp) -> CompareOp {
     match op {
         CompareOp::Lt => CompareOp::Gt,
         CompareOp::Lteq => CompareOp::Gteq,
@@ -56,7 +63,7 @@ pub(super) fn flip(op: CompareOp) -> CompareOp {
 }
 
 /// Converts one conjunct into provider conditions, if it can be.
-pub(super) fn conditions_of(e: &Expr) -> Option<Vec<Condition>> {
+fn conditions_of(e: &Expr) -> Option<Vec<Condition>> {
     let cond = |column: String, op, values| Condition { column, op, values };
     match e {
         Expr::Nested(inner) => conditions_of(inner),
@@ -106,14 +113,14 @@ pub(super) fn conditions_of(e: &Expr) -> Option<Vec<Condition>> {
 
 /// The provider conditions of a row filter written as SQL (`year >= 2024 AND station = 'a'`):
 /// and-ed comparisons of a column with literals, `IN`, `BETWEEN` and null checks.
-pub fn filter_conditions(text: &str) -> Result<Vec<Condition>, PlanError> {
-    allmende_data::sql::guard::check(text).map_err(|e| PlanError(e.to_string()))?;
+pub fn filter_conditions(text: &str) -> Result<Vec<Condition>, FilterError> {
+    allmende_data::sql::guard::check(text).map_err(|e| FilterError(e.to_string()))?;
     allmende_data::sql::guard::check_syntax(text, allmende_data::sql::guard::Syntax::Expression)
-        .map_err(|e| PlanError(format!("the row filter is not an SQL expression: {e}")))?;
+        .map_err(|e| FilterError(format!("the row filter is not an SQL expression: {e}")))?;
     let expr = Parser::new(&GenericDialect {})
         .try_with_sql(text)
         .and_then(|mut p| p.parse_expr())
-        .map_err(|e| PlanError(format!("the row filter is not an SQL expression: {e}")))?;
+        .map_err(|e| FilterError(format!("the row filter is not an SQL expression: {e}")))?;
     let mut parts = Vec::new();
     conjuncts(expr, &mut parts);
     let mut out = Vec::new();
@@ -133,7 +140,7 @@ pub fn filter_conditions(text: &str) -> Result<Vec<Condition>, PlanError> {
 
 /// The and-ed parts of `e`, in order; without recursion, so that a long chain of `AND`s
 /// cannot exhaust the stack.
-pub(super) fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
+fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
     let mut todo = vec![e];
     while let Some(e) = todo.pop() {
         match e {
@@ -158,5 +165,21 @@ pub(super) fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
             }
             other => out.push(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_filters_become_conditions_or_clear_errors() {
+        let c = filter_conditions("jahr BETWEEN 2020 AND 2024 AND station IN ('a', 'b')").unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[2].op, CompareOp::In);
+        let e = filter_conditions("no2 + 1 > 3").unwrap_err().to_string();
+        assert!(e.contains("not a comparison"), "{e}");
+        assert!(filter_conditions("a = 1 OR b = 2").is_err());
+        assert!(filter_conditions("'; DROP").is_err());
     }
 }
