@@ -305,15 +305,7 @@ async fn both(
         .await
         .unwrap();
     let federated = collect(stream).await.unwrap().1;
-    let stored = p
-        .ctx
-        .serving()
-        .datasets()
-        .store()
-        .get(&p.id)
-        .unwrap()
-        .unwrap();
-    let path = p.ctx.serving().datasets().file_path(&stored);
+    let path = p.ctx.serving().datasets().file_path(&p.stored());
     let local_sql = sql.replace("FROM f", "FROM (SELECT *, 'm' AS _member FROM t)");
     let stream = engine
         .query(&local_sql, 64 << 20, &|t| {

@@ -77,6 +77,19 @@ pub struct Provider {
     pub id: String,
 }
 
+impl Provider {
+    /// The provider's one dataset, as stored.
+    pub fn stored(&self) -> allmende_store::StoredDataset {
+        self.ctx
+            .serving()
+            .datasets()
+            .store()
+            .get(&self.id)
+            .unwrap()
+            .unwrap()
+    }
+}
+
 /// A provider whose dataset `values` is `csv`, under `policy`.
 pub fn provider_with(csv: &str, policy: &str) -> Provider {
     let dir = tempfile::tempdir().unwrap();
@@ -247,14 +260,7 @@ impl Fanout for InProcess {
 /// The provider's dataset as a federated table of one member, `m`, asked through
 /// [`InProcess`].
 pub fn federated_table(provider: &Arc<Provider>, seen: Arc<Seen>) -> Arc<FederatedTable> {
-    let stored = provider
-        .ctx
-        .serving()
-        .datasets()
-        .store()
-        .get(&provider.id)
-        .unwrap()
-        .unwrap();
+    let stored = provider.stored();
     let columns = arrow::datatypes::Schema::new(
         stored
             .schema
