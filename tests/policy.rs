@@ -1,12 +1,13 @@
 //! Black-box tests of usage policies with real node processes: the local `policy check` and
 //! `policy evaluate` commands, attaching a signed policy, negotiating an agreement between two
-//! members over libp2p, revoking it, and verifying the audit log online and offline.
+//! members over libp2p, revoking it, and verifying the audit log online and offline; a policy
+//! that permits queries only under an agreement.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use allmende_e2e::{TestNode, allmende, federate, path};
-use serde_json::Value;
+use allmende_e2e::{AirSample, TestNode, allmende, federate, path, poll};
+use serde_json::{Value, json};
 
 fn data(name: &str) -> PathBuf {
     allmende_e2e::manifest_dir().join("data").join(name)
@@ -232,4 +233,132 @@ fn members_negotiate_agreements_and_every_decision_is_audited() {
         String::from_utf8_lossy(&offline.stderr)
     );
     assert!(String::from_utf8_lossy(&offline.stdout).contains("intact"));
+}
+
+/// The member `member`'s part of a federated answer.
+fn member_part<'a>(answer: &'a Value, member: &str) -> &'a Value {
+    answer["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|x| x["member"] == member))
+        .unwrap_or_else(|| panic!("no member `{member}` in {answer}"))
+}
+
+#[test]
+fn a_policy_can_require_an_agreement_for_queries() {
+    let args = [
+        "--sync-interval-ms",
+        "500",
+        "--contact-email",
+        "daten@example.org",
+    ];
+    let mut provider = TestNode::init_at("Stadt Würzburg", "09663", "127.0.0.1", &args);
+    let mut consumer = TestNode::init_at("Stadt Münster", "05515", "127.0.0.1", &args);
+    provider.start();
+    consumer.start();
+    federate(&[&provider, &consumer], "test");
+    provider.import_air(&AirSample {
+        slug: "air",
+        title: "Luftqualität",
+        district_key: "09663",
+        days: 1,
+        stations: 2,
+        conforms: false,
+    });
+    provider.attach_policy("air", "offer-agreement.jsonld");
+    provider.ok(&["dataset", "publish", "air"]);
+    let hit = poll(
+        "catalog entry replicated",
+        Duration::from_secs(20),
+        || {
+            let found = consumer.get("/api/v1/catalog?theme=ENVI");
+            (found["total"] == 1).then(|| found["hits"][0].clone())
+        },
+        || consumer.get("/api/v1/catalog?theme=ENVI").to_string(),
+    );
+    let provider_id = hit["publisher"].as_str().expect("publisher").to_owned();
+    let dataset_id = provider.get("/api/v1/datasets/air")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let ask = || {
+        let (status, answer) = consumer.post(
+            "/api/v1/query",
+            &json!({ "sql": "SELECT station, count(*) AS n FROM wuerzburg.air GROUP BY station ORDER BY station" }),
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer
+    };
+
+    // Without an agreement: denied, saying what is missing.
+    let answer = ask();
+    let part = member_part(&answer, "wuerzburg");
+    assert_eq!(part["status"], "denied", "{answer}");
+    assert_eq!(part["code"], "agreement-required", "{answer}");
+    assert!(
+        part["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("agreement negotiate")),
+        "{answer}"
+    );
+    assert_eq!(answer["rows"], json!([]), "{answer}");
+
+    // Under an agreement: answered, every row.
+    let out = consumer.ok(&[
+        "agreement",
+        "negotiate",
+        "--provider",
+        &provider_id,
+        "--dataset",
+        &dataset_id,
+    ]);
+    assert!(out.contains("concluded"), "{out}");
+    let answer = ask();
+    assert_eq!(
+        member_part(&answer, "wuerzburg")["status"],
+        "ok",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["rows"],
+        json!([{ "station": "09663-L01", "n": 24 }, { "station": "09663-L02", "n": 24 }]),
+        "{answer}"
+    );
+
+    // The provider revokes it: its own next decision refuses, whatever the consumer still
+    // holds; once the revocation has reached the consumer, it asks under the offer again.
+    let theirs = provider.get("/api/v1/agreements");
+    let id = theirs["agreements"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert!(
+        provider
+            .ok(&["agreement", "revoke", &id, "--reason", "study finished"])
+            .contains("revoked")
+    );
+    let answer = ask();
+    assert_eq!(
+        member_part(&answer, "wuerzburg")["status"],
+        "denied",
+        "{answer}"
+    );
+    assert_eq!(answer["rows"], json!([]), "{answer}");
+    poll(
+        "the consumer holds the revocation",
+        Duration::from_secs(20),
+        || (member_part(&ask(), "wuerzburg")["code"] == "agreement-required").then_some(()),
+        || ask().to_string(),
+    );
+
+    // Each decision is in the provider's audit log.
+    let entries = provider.get("/api/v1/audit/entries?limit=100")["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let queries: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["kind"] == "query")
+        .filter_map(|e| e["decision"].as_str())
+        .collect();
+    assert_eq!(&queries[..3], ["deny", "permit", "deny"], "{entries:?}");
 }

@@ -335,6 +335,30 @@ fn federated_sql_across_three_cities() {
     assert_eq!(status_of(&answer, "wuerzburg")["status"], "timeout");
     assert_eq!(status_of(&answer, "muenster")["status"], "ok");
     assert!(took < Duration::from_millis(2500), "took {took:?}");
+    // A join over the stopped member: the answer says which side is incomplete.
+    let (status, answer) = query(
+        &muenster,
+        json!({
+            "sql": "SELECT m.station, count(w.station) AS n FROM muenster.air m LEFT JOIN \
+                    wuerzburg.air w ON m.timestamp = w.timestamp GROUP BY m.station",
+            "purpose": RESEARCH,
+            "deadline_ms": 1000,
+        }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let parts: Vec<(&str, &str)> = answer["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["table"].as_str().unwrap_or(""),
+                m["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(parts.contains(&("wuerzburg.air", "timeout")), "{answer}");
+    assert!(parts.contains(&("muenster.air", "ok")), "{answer}");
     let (status, body) = query(
         &muenster,
         json!({ "sql": sql_no_pm10, "purpose": RESEARCH, "deadline_ms": 500, "require_all": true }),

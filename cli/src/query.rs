@@ -125,8 +125,9 @@ pub(super) async fn run(client: Client, a: &QueryArgs) -> anyhow::Result<ExitCod
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default();
                 println!(
-                    "  {:<20} {:<8} {:>6} rows {:>5} ms{reason}",
+                    "  {:<20} {:<32} {:<8} {:>6} rows {:>5} ms{reason}",
                     m["member"].as_str().unwrap_or(""),
+                    m["table"].as_str().unwrap_or(""),
                     m["status"].as_str().unwrap_or(""),
                     m["rows"],
                     m["latency_ms"]

@@ -391,6 +391,7 @@ fn main() {
         assertion: ByteBuf::from(signed_assertion.to_bytes()),
         deadline_ms: 5000,
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        agreement: Some([7; 32]),
     };
     let transfer_request = TransferRequest {
         dataset: "luft".into(),

@@ -8,7 +8,8 @@
 use allmende_policy::sign::SignedPolicy;
 use allmende_policy::{
     Action, CompileError, Constraint, LeftOperand, Operator, Outcome, Policy, PolicyEntry,
-    PolicyId, PolicyKind, Principal, QueryShape, Request, RightOperand, State, Usage, compile,
+    PolicyId, PolicyKind, Principal, QueryShape, Request, RightOperand, State, TermsKind, Usage,
+    compile,
 };
 use allmende_protocol::PeerId;
 use allmende_protocol::query::UserAssertion;
@@ -77,6 +78,13 @@ pub enum Refusal {
     /// No permission covers the request.
     #[error("no permission of the {0} covers this request")]
     NotPermitted(&'static str),
+    /// The dataset's policy permits the request only under an agreement, and none was given
+    /// (or the one given is not usable).
+    #[error(
+        "the dataset's policy permits this only under an agreement; negotiate one \
+         (`allmende agreement negotiate`) and ask again"
+    )]
+    AgreementRequired,
     /// A sub-plan asks more than a minimum group size lets it.
     #[error(transparent)]
     GroupSize(#[from] allmende_policy::group_size::GroupSizeRefusal),
@@ -89,6 +97,7 @@ impl Refusal {
             Self::Prohibited(_) => "prohibited",
             Self::Indeterminate(_) => "indeterminate",
             Self::NotPermitted(_) => "not-permitted",
+            Self::AgreementRequired => "agreement-required",
             Self::GroupSize(r) => r.code(),
         }
     }
@@ -148,8 +157,12 @@ impl State for UsageCounts<'_> {
 
 /// Decides `ask` with the node's policies (revocations, use counts).
 pub fn decide(policies: &Policies, ask: &Ask<'_>) -> Result<Decision, EnforceError> {
-    let (entry, what) = match ask.terms {
-        Terms::Offer(signed) => (PolicyEntry::signed(signed)?, "dataset's policy"),
+    let (entry, what, kind) = match ask.terms {
+        Terms::Offer(signed) => (
+            PolicyEntry::signed(signed)?,
+            "dataset's policy",
+            TermsKind::Offer,
+        ),
         Terms::Agreement {
             policy,
             id,
@@ -166,6 +179,7 @@ pub fn decide(policies: &Policies, ask: &Ask<'_>) -> Result<Decision, EnforceErr
                     authority: parties.to_vec(),
                 },
                 "agreement",
+                TermsKind::Agreement,
             )
         }
     };
@@ -205,12 +219,23 @@ pub fn decide(policies: &Policies, ask: &Ask<'_>) -> Result<Decision, EnforceErr
         request.group_size = Some(min_group);
     }
     request.columns = Some(ask.columns.clone());
-    let decision = allmende_policy::decide(&compiled, &request, &UsageCounts(policies));
+    request.terms = Some(kind);
+    let state = UsageCounts(policies);
+    let decision = allmende_policy::decide(&compiled, &request, &state);
     let rules = decision.rules.iter().map(ToString::to_string).collect();
     let outcome = match decision.decision {
         Outcome::Permit => Ok(()),
         Outcome::Deny => Err(Refusal::Prohibited(what)),
         Outcome::Indeterminate => Err(Refusal::Indeterminate(what)),
+        // Would an agreement for these terms permit it? Then that is what is missing.
+        _ if kind == TermsKind::Offer && {
+            let mut under_agreement = request.clone();
+            under_agreement.terms = Some(TermsKind::Agreement);
+            allmende_policy::decide(&compiled, &under_agreement, &state).decision == Outcome::Permit
+        } =>
+        {
+            Err(Refusal::AgreementRequired)
+        }
         _ => Err(Refusal::NotPermitted(what)),
     };
     Ok(Decision {

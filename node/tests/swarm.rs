@@ -237,6 +237,7 @@ async fn a_member_over_its_query_rate_is_told_so() {
             assertion: Default::default(),
             deadline_ms: 10_000,
             traceparent: None,
+            agreement: None,
         })
     };
     let asks =

@@ -21,7 +21,7 @@ use crate::compile::{CompileError, PolicyEntry, compile};
 use crate::decide::decide;
 use crate::decision::Decision;
 use crate::parse::{ParseError, emit, jsonld};
-use crate::request::{MemoryState, Principal, QueryShape, Request, Usage};
+use crate::request::{MemoryState, Principal, QueryShape, Request, TermsKind, Usage};
 use crate::sign::{PolicySignatureError, verify_jsonld};
 use crate::values::XsdDateTime;
 use crate::vocab::Action;
@@ -147,6 +147,7 @@ struct RequestJson {
     query_shape: Option<String>,
     group_size: Option<u64>,
     columns: Option<Vec<String>>,
+    terms: Option<String>,
 }
 
 /// Parses the request document.
@@ -161,6 +162,12 @@ pub fn parse_request(text: &str) -> Result<Request, EvaluateError> {
         Some("row") => Some(QueryShape::Row),
         Some("aggregate") => Some(QueryShape::Aggregate),
         Some(other) => return Err(bad(format!("unsupported query_shape `{other}`"))),
+    };
+    let terms = match r.terms.as_deref() {
+        None => None,
+        Some("offer") => Some(TermsKind::Offer),
+        Some("agreement") => Some(TermsKind::Agreement),
+        Some(other) => return Err(bad(format!("unsupported terms `{other}`"))),
     };
     let principal = match r.principal {
         None => Principal::default(),
@@ -187,6 +194,7 @@ pub fn parse_request(text: &str) -> Result<Request, EvaluateError> {
         query_shape,
         group_size: r.group_size,
         columns: r.columns,
+        terms,
     })
 }
 

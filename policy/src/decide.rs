@@ -202,6 +202,7 @@ fn atomic(left: LeftOperand, op: Operator, right: &Value, ctx: &Ctx<'_>) -> Tri 
         (LeftOperand::Spatial, _) => scalar(r.location.as_deref(), op, right),
         (LeftOperand::Recipient, _) => scalar(r.principal.org.as_deref(), op, right),
         (LeftOperand::QueryShape, _) => scalar(r.query_shape.map(|q| q.term()), op, right),
+        (LeftOperand::Terms, _) => scalar(r.terms.map(|t| t.term()), op, right),
         (LeftOperand::AllowedColumns, Value::Set(set)) => match &r.columns {
             Some(cols) => set_op(cols, op, set),
             None => Tri::Unknown,

@@ -38,6 +38,6 @@ pub use ast::{
 pub use compile::{CompileError, CompiledPolicies, PolicyEntry, compile};
 pub use decide::decide;
 pub use decision::{Decision, Outcome, RuleId};
-pub use request::{MemoryState, Principal, QueryShape, Request, State, Usage};
+pub use request::{MemoryState, Principal, QueryShape, Request, State, TermsKind, Usage};
 pub use validate::{ProfileError, validate};
 pub use vocab::{Action, DutyAction, LeftOperand, LogicalOperator, Operator, PolicyKind};

@@ -39,6 +39,26 @@ impl QueryShape {
     }
 }
 
+/// What a request is decided under (`terms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TermsKind {
+    /// The dataset's published offer, used as it stands.
+    Offer,
+    /// An agreement the asker concluded for the dataset (both parties' signatures checked by
+    /// the caller).
+    Agreement,
+}
+
+impl TermsKind {
+    /// `offer` or `agreement`.
+    pub fn term(self) -> &'static str {
+        match self {
+            TermsKind::Offer => "offer",
+            TermsKind::Agreement => "agreement",
+        }
+    }
+}
+
 /// An evaluation request. Time comes from the caller: the evaluator reads no clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
@@ -60,6 +80,8 @@ pub struct Request {
     pub group_size: Option<u64>,
     /// The requested columns (`allowedColumns`).
     pub columns: Option<Vec<String>>,
+    /// What the request is decided under (`terms`).
+    pub terms: Option<TermsKind>,
 }
 
 impl Request {
@@ -75,6 +97,7 @@ impl Request {
             query_shape: None,
             group_size: None,
             columns: None,
+            terms: None,
         }
     }
 }

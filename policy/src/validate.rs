@@ -257,14 +257,23 @@ pub fn check_constraint(c: &Constraint, depth: usize) -> Result<(), ProfileError
                 return Err(bad_right("an integer"));
             }
         }
-        L::Purpose | L::Spatial | L::Recipient | L::QueryShape | L::AllowedColumns | L::OrgRole => {
+        L::Purpose
+        | L::Spatial
+        | L::Recipient
+        | L::QueryShape
+        | L::AllowedColumns
+        | L::OrgRole
+        | L::Terms => {
             if a.operator.is_ordering() || (a.left.is_set_valued() && !a.operator.is_set_operator())
             {
                 return Err(bad_op());
             }
             let terms_ok = |r: &RightOperand| match r {
                 RightOperand::Text(s) if a.left == L::QueryShape => s == "row" || s == "aggregate",
-                RightOperand::Text(_) | RightOperand::Iri(_) => a.left != L::QueryShape,
+                RightOperand::Text(s) if a.left == L::Terms => s == "offer" || s == "agreement",
+                RightOperand::Text(_) | RightOperand::Iri(_) => {
+                    !matches!(a.left, L::QueryShape | L::Terms)
+                }
                 _ => false,
             };
             let ok = match &a.right {
@@ -277,6 +286,8 @@ pub fn check_constraint(c: &Constraint, depth: usize) -> Result<(), ProfileError
                 return Err(bad_right(match (a.left, a.operator.is_set_operator()) {
                     (L::QueryShape, true) => "a list of `row` / `aggregate`",
                     (L::QueryShape, false) => "`row` or `aggregate`",
+                    (L::Terms, true) => "a list of `offer` / `agreement`",
+                    (L::Terms, false) => "`offer` or `agreement`",
                     (_, true) => "a non-empty list of strings or iris",
                     (_, false) => "a string or iri",
                 }));

@@ -140,6 +140,8 @@ vocab!(
         AllowedColumns => "allowedColumns",
         /// `orgRole`: the principal's roles.
         OrgRole => "orgRole",
+        /// `terms`: what the request is decided under, `offer` or `agreement`.
+        Terms => "terms",
     }
 );
 
@@ -166,6 +168,9 @@ pub enum LeftOperand {
     AllowedColumns,
     /// `orgRole`: the principal's roles (a set).
     OrgRole,
+    /// `terms`: `offer` (the dataset's published policy) or `agreement` (one the asker
+    /// concluded for it).
+    Terms,
 }
 
 impl LeftOperand {
@@ -181,6 +186,7 @@ impl LeftOperand {
         LeftOperand::MinGroupSize,
         LeftOperand::AllowedColumns,
         LeftOperand::OrgRole,
+        LeftOperand::Terms,
     ];
     /// The compact JSON-LD term.
     pub fn term(self) -> &'static str {
@@ -195,6 +201,7 @@ impl LeftOperand {
             LeftOperand::MinGroupSize => "minGroupSize",
             LeftOperand::AllowedColumns => "allowedColumns",
             LeftOperand::OrgRole => "orgRole",
+            LeftOperand::Terms => "terms",
         }
     }
     /// The absolute IRI.
@@ -214,6 +221,7 @@ impl LeftOperand {
                 | LeftOperand::MinGroupSize
                 | LeftOperand::AllowedColumns
                 | LeftOperand::OrgRole
+                | LeftOperand::Terms
         )
     }
     /// The operand whose compact term is `term`.

@@ -124,6 +124,7 @@ fn eval(c: &Constraint, req: &Request, u: Usage) -> T {
                 (LeftOperand::Spatial, _) => scalar(req.location.as_deref()),
                 (LeftOperand::Recipient, _) => scalar(req.principal.org.as_deref()),
                 (LeftOperand::QueryShape, _) => scalar(req.query_shape.map(|q| q.term())),
+                (LeftOperand::Terms, _) => scalar(req.terms.map(|t| t.term())),
                 (LeftOperand::AllowedColumns, r) => match &req.columns {
                     None => T::Unknown,
                     Some(cols) => sets(cols, a.operator, &terms(r)),

@@ -41,6 +41,15 @@ pub struct PlanRequest {
     /// join the asker's trace; absent when the asker records no trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The agreement the asker concluded with the provider for this dataset (its id, the
+    /// SHA-256 of the agreement's envelope), so that the provider decides under its terms;
+    /// absent, the provider decides under the dataset's offer.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::codec::opt_bytes32"
+    )]
+    pub agreement: Option<[u8; 32]>,
 }
 
 /// Longest an assertion may be valid, in seconds.

@@ -8,7 +8,36 @@ use allmende_store::keys::policy;
 use allmende_store::{Store, StoreError};
 use serde_bytes::ByteBuf;
 
-use super::{AgreementRecord, Policies, PolicyError, now_xsd};
+use super::{AgreementRecord, Policies, PolicyError, dataset_target, now_xsd};
+
+/// Why an agreement a member names cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AgreementRefused {
+    /// This node concluded no such agreement with the member (as the provider).
+    #[error("no agreement `{0}` with this member")]
+    Unknown(String),
+    /// The agreement is for another dataset.
+    #[error("agreement `{id}` does not cover dataset `{dataset}`")]
+    OtherDataset {
+        /// The agreement's id (hex).
+        id: String,
+        /// The dataset asked for.
+        dataset: String,
+    },
+    /// The stored agreement could not be read.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// An agreement as the decision uses it: its terms and the id revocations and use counts are
+/// kept under (the id of its policy, as [`Policies::revoke`] signs it).
+#[derive(Clone, Debug)]
+pub struct UsableAgreement {
+    /// The agreement, both signatures checked.
+    pub signed: Signed<Agreement>,
+    /// The id of its terms.
+    pub id: PolicyId,
+}
 
 /// Every stored revocation, read page by page when the node starts.
 pub(super) fn load_revocations(store: &Store) -> Result<Vec<Signed<Revocation>>, StoreError> {
@@ -133,6 +162,72 @@ impl Policies {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// As the provider: the agreement `id` this node concluded with `consumer`, for the dataset
+    /// with id `dataset_id`, both signatures checked.
+    pub fn provider_agreement(
+        &self,
+        consumer: PeerId,
+        dataset_id: &str,
+        id: &[u8; 32],
+    ) -> Result<UsableAgreement, AgreementRefused> {
+        let hex_id = hex::encode(id);
+        let unknown = || AgreementRefused::Unknown(hex_id.clone());
+        let record = self.agreement(&hex_id)?.ok_or_else(unknown)?;
+        if record.role != "provider" || record.counterpart != consumer.to_string() {
+            return Err(unknown());
+        }
+        let signed: Signed<Agreement> =
+            Signed::from_bytes(&record.bytes, MAX_ENVELOPE_BYTES).map_err(PolicyError::from)?;
+        let request: Signed<agreement::ContractRequest> =
+            Signed::from_bytes(&signed.payload().request, MAX_ENVELOPE_BYTES)
+                .map_err(PolicyError::from)?;
+        if signed.signer() != self.peer_id || request.signer() != consumer {
+            return Err(unknown());
+        }
+        if signed.payload().policy.target.as_deref() != Some(dataset_target(dataset_id).as_str()) {
+            return Err(AgreementRefused::OtherDataset {
+                id: hex_id,
+                dataset: dataset_id.to_owned(),
+            });
+        }
+        let id = PolicyId::of(&signed.payload().policy).map_err(PolicyError::from)?;
+        Ok(UsableAgreement { signed, id })
+    }
+
+    /// As the consumer: the id of the newest agreement this node holds with `provider` for the
+    /// dataset with id `dataset_id` that neither side has revoked, if there is one.
+    pub fn consumer_agreement(
+        &self,
+        provider: PeerId,
+        dataset_id: &str,
+    ) -> Result<Option<[u8; 32]>, PolicyError> {
+        let target = dataset_target(dataset_id);
+        let revocations = self.revocations();
+        let mut best: Option<(String, [u8; 32])> = None;
+        for (_, record) in self.agreements()? {
+            if record.role != "consumer" || record.counterpart != provider.to_string() {
+                continue;
+            }
+            let Ok(signed) = Signed::<Agreement>::from_bytes(&record.bytes, MAX_ENVELOPE_BYTES)
+            else {
+                continue;
+            };
+            let policy = &signed.payload().policy;
+            if policy.target.as_deref() != Some(target.as_str()) {
+                continue;
+            }
+            let id = PolicyId::of(policy)?;
+            let authority = [self.peer_id, provider];
+            let revoked = revocations
+                .iter()
+                .any(|r| r.payload().target == id.0 && authority.contains(&r.signer()));
+            if !revoked && best.as_ref().is_none_or(|(at, _)| record.concluded > *at) {
+                best = Some((record.concluded, signed.hash()));
+            }
+        }
+        Ok(best.map(|(_, id)| id))
     }
 
     /// The agreement with this id (hex), if this node is party to it.

@@ -10,6 +10,7 @@ mod audit;
 #[cfg(test)]
 mod tests;
 
+pub use agreements::{AgreementRefused, UsableAgreement};
 pub use audit::{RocksLogStore, verify_offline};
 
 use std::collections::HashMap;

@@ -97,6 +97,7 @@ impl Asking {
         let columns = shared_columns(&members);
         let fanout = Arc::new(MemberFanout {
             asking: self.clone(),
+            table: t.to_string(),
             members,
         });
         let table = FederatedTable::new(&columns, fanout).map_err(SqlError::from)?;
@@ -112,7 +113,15 @@ impl Asking {
         let started = Instant::now();
         let deadline = self.options.deadline;
         // Made for each attempt: a provider may have read (and so spent) an earlier assertion.
+        // Under the newest agreement this node holds with the member for the dataset, if any.
+        let agreement = match p.peer == self.federation.peer_id() {
+            true => Ok(None),
+            false => self.local.policies().consumer_agreement(p.peer, &p.dataset),
+        };
         let request = || -> Result<PlanRequest, QueryError> {
+            let agreement = agreement
+                .as_ref()
+                .map_err(|e| QueryError::Sql(SqlError::Internal(e.to_string())))?;
             Ok(PlanRequest {
                 query_hash: self.hash,
                 dataset: p.dataset.clone(),
@@ -120,6 +129,7 @@ impl Asking {
                 assertion: ByteBuf::from(assertion(&self.key, &self.options, p.peer)?),
                 deadline_ms: deadline.as_millis() as u64,
                 traceparent: self.traceparent.clone(),
+                agreement: *agreement,
             })
         };
         let outcome = if p.peer == self.federation.peer_id() {
@@ -163,12 +173,15 @@ fn shared_columns(members: &[Provider]) -> Schema {
 /// Asks the members holding one federated table.
 struct MemberFanout {
     asking: Arc<Asking>,
+    /// The table as the query names it.
+    table: String,
     members: Vec<Provider>,
 }
 
 impl std::fmt::Debug for MemberFanout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemberFanout")
+            .field("table", &self.table)
             .field("members", &self.members)
             .finish()
     }
@@ -180,14 +193,18 @@ impl Fanout for MemberFanout {
         plan: SubPlan,
         expected: SchemaRef,
     ) -> BoxFuture<'static, datafusion::error::Result<Vec<MemberBatches>>> {
-        let (asking, members) = (self.asking.clone(), self.members.clone());
+        let (asking, table, members) = (
+            self.asking.clone(),
+            self.table.clone(),
+            self.members.clone(),
+        );
         Box::pin(async move {
             let asks = members.iter().map(|p| asking.ask_one(p, &plan));
             let outcomes = futures::future::join_all(asks).await;
             let mut answers = Vec::with_capacity(members.len());
             let (hash, deadline) = (asking.hash, asking.options.deadline);
             for (p, (latency, outcome)) in members.iter().zip(outcomes) {
-                let mut s = settle(p, latency, outcome, &hash, deadline);
+                let mut s = settle(p, &table, latency, outcome, &hash, deadline);
                 if let Some(batches) = s.data.take() {
                     match batches
                         .iter()
@@ -255,6 +272,7 @@ pub(super) struct Settled {
 /// Checks and decodes what one member gave (or why it gave nothing).
 fn settle(
     p: &Provider,
+    table: &str,
     latency: Duration,
     outcome: Result<QueryResponse, NoAnswer>,
     hash: &[u8; 32],
@@ -265,6 +283,7 @@ fn settle(
         peer: p.peer.to_string(),
         organisation: p.organisation.clone(),
         dataset: p.dataset.clone(),
+        table: table.to_owned(),
         status: MemberState::Error,
         reason: None,
         code: None,

@@ -134,6 +134,10 @@ pub struct MemberStatus {
     pub organisation: String,
     /// The dataset asked.
     pub dataset: String,
+    /// The table of the query it was asked for, as the query names it
+    /// (`federation.<kind>` or `<member>.<dataset>`): which side of a join a partial answer
+    /// lacks.
+    pub table: String,
     /// How it took part.
     pub status: MemberState,
     /// Why, when not `ok`.

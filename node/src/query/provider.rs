@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use allmende_policy::sign::policy_id;
+use allmende_policy::PolicyId;
 use allmende_protocol::plan::{Output, PlanError};
 use allmende_protocol::query::{
     AnswerHeader, AnswerStatus, MAX_QUERY_RESPONSE_BYTES, PlanRequest, QueryResponse, batches_hash,
@@ -24,12 +24,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 use super::subplan::suppress;
-use crate::enforce::{EnforceError, Refusal};
-use crate::policies::{Policies, PolicyError};
+use crate::enforce::{EnforceError, Refusal, Terms};
+use crate::policies::{AgreementRefused, Policies, PolicyError};
 use crate::serving::{AssertionRefused, Serving};
 use allmende_data::sql::subplan::SubPlanError;
 use allmende_data::sql::{Engine, Source, SqlError};
-use allmende_store::StoreError;
+use allmende_store::{StoreError, StoredDataset};
 
 /// Why a provider could not answer a sub-plan (the answer then has status `error` and this,
 /// rendered, as its reason; a policy's refusal is a `denied` answer, not an error).
@@ -140,6 +140,8 @@ pub(super) struct Decided {
     pub(super) rules: Vec<String>,
     /// The minimum group size the answer is suppressed to.
     pub(super) k: u64,
+    /// The policy or agreement whose use an answer counts.
+    pub(super) counted: Option<PolicyId>,
 }
 
 impl Decided {
@@ -151,17 +153,24 @@ impl Decided {
             code: None,
             rules: vec![],
             k: 1,
+            counted: None,
         }
     }
 
     /// A denial for `refusal`, by `rules`.
     pub(super) fn denied(refusal: Refusal, rules: Vec<String>, k: u64) -> Self {
+        Self::refused(refusal.to_string(), refusal.code(), rules, k)
+    }
+
+    /// A denial with `reason` and `code`.
+    fn refused(reason: String, code: &str, rules: Vec<String>, k: u64) -> Self {
         Self {
             status: AnswerStatus::Denied,
-            reason: Some(refusal.to_string()),
-            code: Some(refusal.code().into()),
+            reason: Some(reason),
+            code: Some(code.into()),
             rules,
             k,
+            counted: None,
         }
     }
 }
@@ -372,6 +381,59 @@ fn plan_failed(e: SubPlanError) -> SqlError {
     }
 }
 
+/// Decides `req` from `peer`: under the agreement it names (which must be one this node
+/// concluded with `peer` for the dataset), or else under the dataset's offer.
+fn decide(
+    ctx: &ProviderContext,
+    peer: PeerId,
+    organisation: Option<String>,
+    req: &PlanRequest,
+    dataset: &StoredDataset,
+) -> Result<Decided, AnswerError> {
+    let policies = ctx.serving.policies();
+    let Some(offer) = policies.get(&dataset.record.id)? else {
+        return Ok(Decided::refused(
+            "the dataset has no usage policy, so nothing leaves the node".into(),
+            "no-policy",
+            vec![],
+            1,
+        ));
+    };
+    let user = ctx.serving.assertion(&peer, &req.assertion)?;
+    let agreement = match &req.agreement {
+        None => None,
+        Some(id) => match policies.provider_agreement(peer, &dataset.record.id, id) {
+            Ok(a) => Some(a),
+            Err(AgreementRefused::Policy(e)) => return Err(e.into()),
+            Err(refused) => {
+                return Ok(Decided::refused(
+                    refused.to_string(),
+                    "agreement-unusable",
+                    vec![],
+                    1,
+                ));
+            }
+        },
+    };
+    let terms = match &agreement {
+        None => Terms::Offer(&offer),
+        Some(a) => Terms::Agreement {
+            policy: &a.signed.payload().policy,
+            id: a.id,
+            parties: [ctx.serving.me(), peer],
+        },
+    };
+    super::subplan::decide(
+        policies,
+        peer,
+        organisation,
+        &user,
+        &req.plan,
+        dataset,
+        terms,
+    )
+}
+
 async fn run(
     ctx: &ProviderContext,
     remote: Option<(PeerId, Option<String>)>,
@@ -385,35 +447,9 @@ async fn run(
         .store()
         .get(&req.dataset)?
         .ok_or_else(|| AnswerError::NoDataset(req.dataset.clone()))?;
-    let policy = ctx.serving.policies().get(&dataset.record.id)?;
-    let decided = match (&remote, &policy) {
-        (None, _) => Decided::own(),
-        (Some((peer, organisation)), Some(policy)) => {
-            let user = ctx.serving.assertion(peer, &req.assertion)?;
-            super::subplan::decide(
-                ctx.serving.policies(),
-                *peer,
-                organisation.clone(),
-                &user,
-                &req.plan,
-                &dataset,
-                policy,
-            )?
-        }
-        (Some(_), None) => {
-            return Ok((
-                Decided {
-                    status: AnswerStatus::Denied,
-                    reason: Some(
-                        "the dataset has no usage policy, so nothing leaves the node".into(),
-                    ),
-                    code: None,
-                    rules: vec![],
-                    k: 1,
-                },
-                None,
-            ));
-        }
+    let decided = match &remote {
+        None => Decided::own(),
+        Some((peer, organisation)) => decide(ctx, *peer, organisation.clone(), req, &dataset)?,
     };
     if decided.status != AnswerStatus::Ok {
         return Ok((decided, None));
@@ -484,10 +520,8 @@ async fn run(
         SqlError::Timeout(_) => AnswerError::Timeout(timeout.as_millis()),
         other => AnswerError::Sql(other),
     })?;
-    if remote.is_some()
-        && let Some(id) = policy.as_ref().and_then(|p| policy_id(p).ok())
-    {
-        let _ = ctx.serving.policies().count_use(&id);
+    if let Some(id) = &decided.counted {
+        let _ = ctx.serving.policies().count_use(id);
     }
     Ok((decided, Some((rows, suppressed))))
 }

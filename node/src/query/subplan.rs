@@ -6,7 +6,6 @@
 
 use allmende_data::sql::SqlError;
 use allmende_policy::group_size::check_under_group_size;
-use allmende_policy::sign::SignedPolicy;
 use allmende_protocol::PeerId;
 use allmende_protocol::plan::{Output, SubPlan};
 use allmende_protocol::query::{AnswerStatus, UserAssertion};
@@ -23,7 +22,7 @@ use crate::policies::Policies;
 pub const GROUP_COUNT: &str = "__n[count]";
 
 /// Decides on `plan` from `peer` (its `organisation` from the roster, its `user` as its node
-/// vouches) over `dataset` under `policy`.
+/// vouches) over `dataset` under `terms`.
 pub(super) fn decide(
     policies: &Policies,
     peer: PeerId,
@@ -31,7 +30,7 @@ pub(super) fn decide(
     user: &UserAssertion,
     plan: &SubPlan,
     dataset: &StoredDataset,
-    policy: &SignedPolicy,
+    terms: Terms<'_>,
 ) -> Result<Decided, AnswerError> {
     let columns: Vec<String> = plan.columns().into_iter().map(str::to_owned).collect();
     if let Some(c) = columns
@@ -43,7 +42,11 @@ pub(super) fn decide(
             column: c.clone(),
         });
     }
-    let k = required_group_size(policy.payload()).unwrap_or(1);
+    let k = required_group_size(match terms {
+        Terms::Offer(offer) => offer.payload(),
+        Terms::Agreement { policy, .. } => policy,
+    })
+    .unwrap_or(1);
     let aggregate = matches!(plan.output, Output::Aggregate { .. });
     if k > 1
         && let Err(refusal) = check_under_group_size(plan)
@@ -55,7 +58,7 @@ pub(super) fn decide(
         organisation,
         user,
         dataset,
-        terms: Terms::Offer(policy),
+        terms,
         shape: if aggregate {
             Shape::Aggregates { min_group: k }
         } else {
@@ -71,6 +74,7 @@ pub(super) fn decide(
             code: None,
             rules: decision.rules,
             k,
+            counted: decision.counted,
         },
         Err(refusal) => Decided::denied(refusal, decision.rules, k),
     })

@@ -4,12 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allmende_policy::PolicyId;
-use allmende_policy::agreement::{Agreement, ContractRequest};
 use allmende_protocol::transfer::{
     MAX_TRANSFER_REQUEST_BYTES, TransferHeader, TransferReply, TransferRequest, TransferView,
 };
-use allmende_protocol::{MAX_ENVELOPE_BYTES, PeerId, Signed};
+use allmende_protocol::{PeerId, Signed};
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
 use tokio::io::AsyncWriteExt;
@@ -19,6 +17,7 @@ use tracing::Instrument;
 use super::Transfers;
 use super::view::{self, ServedFile, permitted_columns};
 use crate::enforce::{self, Ask, Shape, Terms};
+use crate::policies::AgreementRefused;
 use allmende_p2p::frames::{read_frame, write_frame};
 use allmende_store::StoredDataset;
 
@@ -233,7 +232,15 @@ async fn prepare(
         .get(&request.dataset)
         .map_err(|e| Refusal::Error(e.to_string()))?
         .ok_or_else(|| Refusal::Error(format!("no dataset `{}`", request.dataset)))?;
-    let agreement = agreement(t, peer, &dataset, &request.agreement)?;
+    let agreement = t
+        .policies
+        .provider_agreement(peer, &dataset.record.id, &request.agreement)
+        .map_err(|e| match e {
+            AgreementRefused::Policy(e) => Refusal::Error(e.to_string()),
+            refused => Refusal::Denied(refused.to_string()),
+        })?;
+    let id = agreement.id;
+    let agreement = agreement.signed;
     let user = t
         .serving
         .assertion(&peer, &request.assertion)
@@ -246,7 +253,6 @@ async fn prepare(
             read.push(c.column.clone());
         }
     }
-    let id = PolicyId(agreement.hash());
     let ask = Ask {
         peer,
         organisation: t.federation.organisation_of(&peer),
@@ -300,49 +306,6 @@ async fn prepare(
         issued: allmende_p2p::clock::now(),
     };
     Ok((header, file))
-}
-
-/// The agreement `id`, concluded by this node with `peer` for `dataset`, with both signatures
-/// checked.
-fn agreement(
-    t: &Transfers,
-    peer: PeerId,
-    dataset: &StoredDataset,
-    id: &[u8; 32],
-) -> Result<Signed<Agreement>, Refusal> {
-    let hex_id = hex::encode(id);
-    let none = || Refusal::Denied(format!("no agreement `{hex_id}` with this member"));
-    let record = t
-        .policies
-        .agreement(&hex_id)
-        .map_err(|e| Refusal::Error(e.to_string()))?
-        .ok_or_else(none)?;
-    if record.role != "provider" || record.counterpart != peer.to_string() {
-        return Err(none());
-    }
-    let covers = t
-        .serving
-        .datasets()
-        .store()
-        .find(&record.dataset)
-        .ok()
-        .flatten()
-        .is_some_and(|d| d.record.id == dataset.record.id);
-    if !covers {
-        return Err(Refusal::Denied(format!(
-            "agreement `{hex_id}` does not cover dataset `{}`",
-            dataset.record.id
-        )));
-    }
-    let signed: Signed<Agreement> = Signed::from_bytes(&record.bytes, MAX_ENVELOPE_BYTES)
-        .map_err(|e| Refusal::Error(format!("stored agreement unreadable: {e}")))?;
-    let request: Signed<ContractRequest> =
-        Signed::from_bytes(&signed.payload().request, MAX_ENVELOPE_BYTES)
-            .map_err(|e| Refusal::Error(format!("stored agreement unreadable: {e}")))?;
-    if signed.signer() != t.me || request.signer() != peer {
-        return Err(none());
-    }
-    Ok(signed)
 }
 
 /// The view to serve: the asked columns (or every permitted one), each existing and permitted,

@@ -186,6 +186,7 @@ pub fn plan_request(id: &str, plan: SubPlan) -> PlanRequest {
         assertion: assertion(provider_peer(), now(), now() + 60, nonce).into(),
         deadline_ms: 3000,
         traceparent: None,
+        agreement: None,
     }
 }
 

@@ -122,6 +122,7 @@ pub fn profile_context() -> Value {
         "minGroupSize": "allmende:minGroupSize",
         "allowedColumns": "allmende:allowedColumns",
         "orgRole": "allmende:orgRole",
+        "terms": "allmende:terms",
         "issuer": {"@id": "allmende:issuer", "@type": "@id"},
         "issued": {"@id": "dct:issued", "@type": "xsd:dateTime"},
         "expires": {"@id": "allmende:expires", "@type": "xsd:dateTime"},

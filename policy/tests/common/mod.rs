@@ -5,7 +5,7 @@ use allmende_policy::values::{XsdDate, XsdDateTime, XsdDuration};
 use allmende_policy::{
     Action, AtomicConstraint, Constraint, Duty, DutyAction, LeftOperand, LogicalConstraint,
     LogicalOperator, Operator, Permission, Policy, PolicyKind, Principal, Prohibition, QueryShape,
-    Request, RightOperand,
+    Request, RightOperand, TermsKind,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
@@ -115,6 +115,11 @@ pub fn atomic() -> impl Strategy<Value = Constraint> {
             proptest::sample::select(vec!["row", "aggregate"])
         )
             .prop_map(|(o, s)| (LeftOperand::QueryShape, o, RightOperand::Text(s.into()))),
+        (
+            prop_oneof![Just(Operator::Eq), Just(Operator::Neq)],
+            proptest::sample::select(vec!["offer", "agreement"])
+        )
+            .prop_map(|(o, s)| (LeftOperand::Terms, o, RightOperand::Text(s.into()))),
         (
             proptest::sample::select(vec![LeftOperand::AllowedColumns, LeftOperand::OrgRole]),
             set_op(),
@@ -271,6 +276,10 @@ pub fn request() -> impl Strategy<Value = Request> {
         proptest::option::of(0u64..20),
         proptest::option::of(proptest::collection::vec(pick(COLS), 0..3)),
         proptest::collection::vec(pick(COLS), 0..3),
+        proptest::option::of(prop_oneof![
+            Just(TermsKind::Offer),
+            Just(TermsKind::Agreement)
+        ]),
     )
         .prop_map(
             |(
@@ -284,6 +293,7 @@ pub fn request() -> impl Strategy<Value = Request> {
                 group_size,
                 columns,
                 roles,
+                terms,
             )| Request {
                 principal: Principal {
                     peer: None,
@@ -299,6 +309,7 @@ pub fn request() -> impl Strategy<Value = Request> {
                 query_shape,
                 group_size,
                 columns,
+                terms,
             },
         )
 }
