@@ -12,6 +12,14 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
 else
   echo "node/npm not found: the OpenID provider tests in node/tests/auth.rs will be skipped" >&2
 fi
+# tests/dialect.rs checks every federated answer against DuckDB too (PyPI, tests/requirements.txt),
+# from a virtualenv outside the clone that later runs reuse.
+venv="${ALLMENDE_VENV:-$HOME/.cache/allmende-venv}"
+if ! [ -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" 2>/dev/null || { install_packages python3 python3-venv && python3 -m venv "$venv"; }
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+export ALLMENDE_PYTHON="$venv/bin/python"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)

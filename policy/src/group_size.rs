@@ -30,7 +30,6 @@ pub const SUMMARIES: &[&str] = &[
     "bit_xor",
     "bool_and",
     "bool_or",
-    "corr",
     "count",
     "covar_pop",
     "covar_samp",

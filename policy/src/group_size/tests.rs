@@ -158,8 +158,17 @@ fn a_filter_may_select_whole_groups_only() {
 #[test]
 fn aggregates_take_plain_columns_and_summarise_them() {
     let by_day = |a: AggregateCall| aggregate(None, vec![day("ts")], vec![a]);
-    for ok in ["sum", "avg", "min", "max", "count", "stddev", "var", "corr"] {
-        let args = if ok == "corr" {
+    for ok in [
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "count",
+        "stddev",
+        "var",
+        "covar_pop",
+    ] {
+        let args = if ok == "covar_pop" {
             vec![col("n"), col("m")]
         } else {
             vec![col("n")]

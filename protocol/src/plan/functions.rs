@@ -121,7 +121,10 @@ pub const SCALAR_FUNCTIONS: &[&str] = &[
 
 /// Aggregate functions ([`super::AggregateCall`]). Which of them a provider computes for an
 /// aggregate-only dataset is its policy's decision: the partial states of some (`array_agg`,
-/// `median`, any `DISTINCT`) carry the aggregated values themselves.
+/// `median`, any `DISTINCT`) carry the aggregated values themselves. `corr` is left out: in
+/// DataFusion 55 its per-group accumulator keeps other partial states (sums) than its
+/// one-group accumulator (means), so a provider's one-group states merged into the asker's
+/// groups come out wrong (NULL); the asker computes it from the rows.
 pub const AGGREGATE_FUNCTIONS: &[&str] = &[
     "any_value",
     "approx_distinct",
@@ -135,7 +138,6 @@ pub const AGGREGATE_FUNCTIONS: &[&str] = &[
     "bit_xor",
     "bool_and",
     "bool_or",
-    "corr",
     "count",
     "covar_pop",
     "covar_samp",

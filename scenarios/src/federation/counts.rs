@@ -3,7 +3,8 @@
 //!
 //! Each member *i* publishes `counts` (conforming to `urn:allmende:schema:counts_hourly:1`, so
 //! `federation.counts_hourly` reads all of them): 3 stations × 8 hours, columns `station`,
-//! `hour`, `vehicles`, `bikes`, values derived from *i*, under the open policy of
+//! `hour`, `ts` (the hour's time: 6 hours apart over two days), `vehicles`, `bikes`, values
+//! derived from *i*, under the open policy of
 //! `data/policies/offer-open.jsonld`, or, for the one restricted member, a policy that leaves
 //! `bikes` out (`allowedColumns`).
 
@@ -31,13 +32,17 @@ const NO_BIKES_POLICY: &str = r#"{
     "constraint": [{
       "leftOperand": "allm:allowedColumns",
       "operator": "isPartOf",
-      "rightOperand": ["station", "hour", "vehicles"]
+      "rightOperand": ["station", "hour", "ts", "vehicles"]
     }]
   }]
 }"#;
 
-/// Small aggregates and a filtered projection over every member, with a local twin each.
-pub(crate) const QUERIES: [(&str, &str); 3] = [
+/// The local table of the asking node that queries join with: each station's district.
+pub(crate) const STATIONS_TABLE: &str = "ref_stations";
+
+/// Small aggregates, a filtered projection, a grouping by an expression and a join with the
+/// asker's own table, over every member, with a local twin each.
+pub(crate) const QUERIES: [(&str, &str); 5] = [
     (
         "count-sum by member",
         "SELECT _member, COUNT(*) AS n, SUM(vehicles) AS v FROM federation.counts_hourly \
@@ -52,6 +57,16 @@ pub(crate) const QUERIES: [(&str, &str); 3] = [
         "filtered rows",
         "SELECT _member, station, hour, vehicles FROM federation.counts_hourly \
          WHERE vehicles > 470 ORDER BY _member, station, hour",
+    ),
+    (
+        "date_trunc by day",
+        "SELECT date_trunc('day', ts) AS day, SUM(vehicles) AS v, COUNT(*) AS n \
+         FROM federation.counts_hourly GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "join with a local table",
+        "SELECT s.district, SUM(c.vehicles) AS v FROM federation.counts_hourly c \
+         JOIN ref_stations s ON c.station = s.station GROUP BY s.district ORDER BY s.district",
     ),
 ];
 
@@ -76,7 +91,9 @@ fn rows(i: usize) -> Vec<String> {
     for (s, station) in STATIONS.iter().enumerate() {
         for h in 0..8 {
             out.push(format!(
-                "{station},{h},{},{}",
+                "{station},{h},2024-01-{:02}T{:02}:00:00Z,{},{}",
+                1 + h * 6 / 24,
+                h * 6 % 24,
                 value(i, s, h, 1) % 500,
                 value(i, s, h, 2) % 80
             ));
@@ -87,7 +104,7 @@ fn rows(i: usize) -> Vec<String> {
 
 /// The union of `members` (member name, node index) with a leading `member` column.
 pub(crate) fn union_csv(members: &[(String, usize)]) -> String {
-    let mut text = String::from("member,station,hour,vehicles,bikes\n");
+    let mut text = String::from("member,station,hour,ts,vehicles,bikes\n");
     for (name, i) in members {
         for r in rows(*i) {
             text.push_str(&format!("{name},{r}\n"));
@@ -173,7 +190,7 @@ impl Cluster {
     /// Uploads member *i*'s `counts` with the common schema, attaches its policy (the open one,
     /// or with `restricted` the one without `bikes`) and publishes it.
     pub(crate) fn publish_counts(&mut self, i: usize, restricted: bool) -> anyhow::Result<()> {
-        let csv = format!("station,hour,vehicles,bikes\n{}\n", rows(i).join("\n"));
+        let csv = format!("station,hour,ts,vehicles,bikes\n{}\n", rows(i).join("\n"));
         let form = csv_form(SLUG, csv)
             .text("title", format!("Verkehrsmengen Kommune {i:02}"))
             .text(
@@ -263,5 +280,12 @@ pub(crate) fn upload_union(
     let members: Vec<(String, usize)> = names.iter().map(|(i, n)| (n.clone(), *i)).collect();
     cluster
         .upload_local(at, UNION, union_csv(&members))
-        .context("uploading the reference union")
+        .context("uploading the reference union")?;
+    cluster
+        .upload_local(
+            at,
+            STATIONS_TABLE,
+            "station,district\nNord,Nordviertel\nMitte,Innenstadt\nSued,Innenstadt\n".into(),
+        )
+        .context("uploading the stations table")
 }

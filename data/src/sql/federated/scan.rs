@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use allmende_protocol::plan::SubPlan;
 use arrow::array::{ArrayRef, StringArray};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{internal_err, plan_datafusion_err};
@@ -85,11 +85,10 @@ impl FederatedScanExec {
 }
 
 /// `batch`, a member's answer, with the columns of `expected`: the same names and types in
-/// order (nullability aside), where a string or binary column may come in another of Arrow's
-/// representations of it (a provider reading Parquet yields `Utf8View` for `Utf8`) and is cast;
-/// `None` for any other difference.
+/// order (nullability aside), where strings and binaries, at any depth (a `count(DISTINCT …)`
+/// state is a list of them), may come in another of Arrow's representations (a provider reading
+/// Parquet yields `Utf8View` for `Utf8`) and are cast; `None` for any other difference.
 pub fn conformed(batch: &RecordBatch, expected: &Schema) -> Option<RecordBatch> {
-    use arrow::datatypes::DataType::{Binary, BinaryView, LargeBinary, LargeUtf8, Utf8, Utf8View};
     let fields = batch.schema_ref().fields();
     if fields.len() != expected.fields().len() {
         return None;
@@ -100,17 +99,9 @@ pub fn conformed(batch: &RecordBatch, expected: &Schema) -> Option<RecordBatch> 
             return None;
         }
         let (from, to) = (got.data_type(), want.data_type());
-        let same_kind = matches!(
-            (from, to),
-            (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View)
-                | (
-                    Binary | LargeBinary | BinaryView,
-                    Binary | LargeBinary | BinaryView
-                )
-        );
         columns.push(if from == to {
             column.clone()
-        } else if same_kind {
+        } else if representations(from, to) {
             arrow::compute::cast(column, to).ok()?
         } else {
             return None;
@@ -129,6 +120,28 @@ pub fn conformed(batch: &RecordBatch, expected: &Schema) -> Option<RecordBatch> 
     ));
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(schema, columns, &options).ok()
+}
+
+/// Whether `from` and `to` are the same type but for Arrow's representations of strings and
+/// binaries (and of lists), at any depth.
+fn representations(from: &DataType, to: &DataType) -> bool {
+    use DataType::{
+        Binary, BinaryView, LargeBinary, LargeList, LargeUtf8, List, Struct, Utf8, Utf8View,
+    };
+    match (from, to) {
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View)
+        | (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => true,
+        (List(a) | LargeList(a), List(b) | LargeList(b)) => {
+            representations(a.data_type(), b.data_type())
+        }
+        (Struct(a), Struct(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b.iter()).all(|(x, y)| {
+                    x.name() == y.name() && representations(x.data_type(), y.data_type())
+                })
+        }
+        _ => from == to,
+    }
 }
 
 /// `batch`, a member's answer, as a batch of `schema` by `slots`.

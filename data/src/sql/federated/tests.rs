@@ -26,7 +26,7 @@ impl Fanout for Members {
     fn ask(
         &self,
         plan: SubPlan,
-        _expected: SchemaRef,
+        expected: SchemaRef,
     ) -> BoxFuture<'static, datafusion::error::Result<Vec<MemberBatches>>> {
         self.asked.lock().unwrap().push(plan.clone());
         let (engine, parts) = (self.engine.clone(), self.parts.clone());
@@ -34,16 +34,45 @@ impl Fanout for Members {
             let failed = |e: SqlError| DataFusionError::External(Box::new(e));
             let mut answers = Vec::new();
             for (member, rows) in parts {
+                let rows = as_views(&rows);
                 let source = Source::Batches(rows.schema(), vec![rows]);
                 let stream = engine
                     .run_subplan(&plan, source, 64 << 20)
                     .await
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                answers.push((member, collect(stream).await.map_err(failed)?.1));
+                let batches = collect(stream).await.map_err(failed)?.1;
+                // What the asker checks each member's answer against.
+                let conformed: Option<Vec<RecordBatch>> = batches
+                    .iter()
+                    .map(|b| super::conformed(b, &expected))
+                    .collect();
+                let batches = conformed.ok_or_else(|| {
+                    DataFusionError::Internal(format!(
+                        "{member}: answer {:?}, expected {expected:?}",
+                        batches.first().map(|b| b.schema())
+                    ))
+                })?;
+                answers.push((member, batches));
             }
             Ok(answers)
         })
     }
+}
+
+/// `batch` with its strings as `Utf8View`, as a provider reading Parquet has them.
+fn as_views(batch: &RecordBatch) -> RecordBatch {
+    let (mut fields, mut columns) = (Vec::new(), Vec::new());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        let view = *f.data_type() == DataType::Utf8;
+        let to = if view {
+            DataType::Utf8View
+        } else {
+            f.data_type().clone()
+        };
+        fields.push(f.as_ref().clone().with_data_type(to.clone()));
+        columns.push(arrow::compute::cast(c, &to).unwrap());
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
 /// Districts by counter: the asking node's own table.
@@ -140,6 +169,15 @@ const QUERIES: &[(&str, bool)] = &[
     (
         "SELECT _member, count(DISTINCT counter), avg(coalesce(n, 0)) FROM f GROUP BY _member",
         true,
+    ),
+    (
+        "SELECT _member, count(DISTINCT counter) AS c, count(DISTINCT CAST(ts AS DATE)) AS days \
+         FROM f GROUP BY _member",
+        true,
+    ),
+    (
+        "SELECT _member, corr(n, lane) AS r, stddev_samp(n) AS sd FROM f GROUP BY _member",
+        false,
     ),
     (
         "SELECT count(*) FROM f WHERE ts >= TIMESTAMP '2026-01-01 12:00:00' OR lane = 1",
