@@ -4,6 +4,7 @@
 # keeps every case's output in $RESULTS (default $TMPDIR/allmende-federation/all-<unix time>).
 # Needs root or unprivileged user namespaces (partition, query and churn run under unshare -n)
 # and nft (installed with apt-get if missing). About 10 minutes on 2 cores, after the build.
+# scan needs a Python with duckdb (ALLMENDE_PYTHON, default the virtualenv scripts/test.sh makes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/allmende-target}
@@ -29,6 +30,7 @@ run idle --case idle --nodes 20 --idle-secs 30
 run query --case query --nodes 20
 run churn --case churn --nodes 50 --churn-secs 60
 run join --case join --nodes 50 --initial 3
+run scan --case scan --nodes 3 --rows 10000000
 printf '\n== transfer: 1 GB between two nodes vs HTTP\n'
 uptime
 "$CARGO_TARGET_DIR/release/transfer" --size-mb 1024 --runs 3 2>&1 | tee "$results/transfer.txt" || failed+=(transfer)

@@ -89,14 +89,17 @@ pub(super) fn run(data_dir: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-async fn serve(data_dir: &Path, config: Config) -> anyhow::Result<ExitCode> {
+async fn serve(data_dir: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
     let listen = config.http.listen;
-    let opened = server::open(data_dir, config)?;
-    let state = &opened.state;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    // The address actually bound (port 0 picks one), so that the URLs the node writes without
+    // `http.public_url` (dataset distributions, the DSP endpoint) name the right port.
+    config.http.listen = addr;
+    let opened = server::open(data_dir, config)?;
+    let state = &opened.state;
     tracing::info!(%addr, peer_id = %state.identity.peer_id(), name = %state.config.name,
         "node started in {:?}", state.started.elapsed());
     // One machine-readable line on stdout, for scripts and tests.

@@ -31,7 +31,7 @@ use datafusion::sql::planner::{ParserOptions, SqlToRel};
 use super::batches::{BatchesTable, RunBatches};
 use super::context::{Optimizing, QueryContext};
 use super::decoded::{DECODE_FILES_UP_TO, DecodedFiles, MAX_DECODED_BYTES};
-use super::federated::{FederatedQueryPlanner, PushAggregates};
+use super::federated::{FederatedQueryPlanner, PushAggregates, PushAggregatesThroughJoins};
 use super::kept::{PlanKey, reads_the_clock, reusable};
 use super::pool::QueryPool;
 use super::{Source, SqlError};
@@ -176,6 +176,7 @@ impl Engine {
                 .with_default_features()
                 .with_physical_optimizer_rules(physical)
                 .with_physical_optimizer_rule(Arc::new(super::coop::YieldEverywhere))
+                .with_optimizer_rule(Arc::new(PushAggregatesThroughJoins))
                 .with_optimizer_rule(Arc::new(PushAggregates))
                 .with_query_planner(Arc::new(FederatedQueryPlanner))
                 .build();

@@ -15,6 +15,8 @@
 //! - `--case churn`: kill -9 + restart and SIGSTOP/SIGCONT while nodes publish; convergence
 //!   after the faults and the log invariants, checked offline (`churn.rs`, `audit.rs`);
 //! - `--case join`: from a small founding federation, members join one at a time (`join.rs`);
+//! - `--case scan`: scan-heavy federated queries over millions of rows per member beside DuckDB
+//!   over the same Parquet files (`scan.rs`);
 //! - `--case smoke`: a quick check (5 nodes by default): form, publish on every node, all digests
 //!   equal and every dataset found by search on every node, a federated query equal to the
 //!   local union and a stopped member reported as `timeout`; exit status 1 on failure.
@@ -42,6 +44,7 @@ mod propagation;
 mod publishing;
 mod query;
 mod saturation;
+mod scan;
 mod smoke;
 
 use std::path::PathBuf;
@@ -67,8 +70,8 @@ pub(crate) struct Args {
     /// What to run and measure.
     #[arg(long, value_parser = PossibleValuesParser::new(CASES))]
     pub(crate) case: String,
-    /// Node processes, 2 to 250 [default: 5 for smoke, 3 for saturation, 50 for churn and
-    /// join, 20 for the others].
+    /// Node processes, 2 to 250 [default: 5 for smoke, 3 for saturation and scan, 50 for churn
+    /// and join, 20 for the others].
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub(crate) nodes: usize,
     /// propagation: publications and updates, one at a time on random nodes.
@@ -114,6 +117,12 @@ pub(crate) struct Args {
     /// churn: seconds of kills, restarts, SIGSTOPs and publications.
     #[arg(long, default_value_t = 60)]
     pub(crate) churn_secs: u64,
+    /// scan: rows of hourly traffic each member holds.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub(crate) rows: u64,
+    /// scan: rounds of each query, federated and on DuckDB alternating.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) scan_rounds: usize,
     /// join: members of the founding federation.
     #[arg(long, default_value_t = 3)]
     pub(crate) initial: usize,
@@ -122,7 +131,7 @@ pub(crate) struct Args {
     pub(crate) p2p: String,
 }
 
-const CASES: [&str; 8] = [
+const CASES: [&str; 9] = [
     "smoke",
     "propagation",
     "partition",
@@ -131,6 +140,7 @@ const CASES: [&str; 8] = [
     "churn",
     "join",
     "saturation",
+    "scan",
 ];
 
 fn seed_from_clock() -> u64 {
@@ -144,7 +154,7 @@ fn args() -> anyhow::Result<Args> {
     if a.nodes == 0 {
         a.nodes = match a.case.as_str() {
             "smoke" => 5,
-            "saturation" => 3,
+            "saturation" | "scan" => 3,
             "churn" | "join" => 50,
             _ => 20,
         };
@@ -201,6 +211,7 @@ fn run() -> anyhow::Result<ExitCode> {
         "churn" => churn::case(&a, &events),
         "join" => join::case(&a, &events),
         "saturation" => saturation::case(&a, &events),
+        "scan" => scan::case(&a, &events),
         _ => smoke::case(&a, &events),
     };
     events.flush();

@@ -6,7 +6,9 @@
 //! - a scan with the filters and the limit DataFusion pushes into it, and the columns it reads
 //!   ([`FederatedTable`]);
 //! - an aggregation directly over such a scan ([`PushAggregates`]): each member returns its
-//!   groups' partial states and the asking node runs DataFusion's final stage over all of them.
+//!   groups' partial states and the asking node runs DataFusion's final stage over all of them;
+//! - an aggregation above an inner join with such a scan, split at the join
+//!   ([`PushAggregatesThroughJoins`]): the members aggregate their side by its join keys first.
 //!
 //! Everything else (joins, subqueries, windows, set operations, sorting, what the language
 //! cannot say) runs on the asking node over the members' answers. How a member is asked (and
@@ -28,11 +30,13 @@ use futures::future::BoxFuture;
 
 use super::subplan::expr_from_df;
 
+mod eager;
 mod pushdown;
 mod scan;
 #[cfg(test)]
 mod tests;
 
+pub use eager::PushAggregatesThroughJoins;
 pub use pushdown::{FederatedAggregate, FederatedPlanner, FederatedQueryPlanner, PushAggregates};
 pub use scan::{FederatedScanExec, conformed};
 

@@ -138,29 +138,9 @@ impl OptimizerRule for PushAggregates {
         let LogicalPlan::Aggregate(aggregate) = &plan else {
             return Ok(Transformed::no(plan));
         };
-        // A projection of plain columns (a reordering) and an alias of the table (`FROM t AS
-        // v`) change nothing the members compute.
-        let mut input = aggregate.input.as_ref();
-        loop {
-            input = match input {
-                LogicalPlan::Projection(p)
-                    if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
-                {
-                    p.input.as_ref()
-                }
-                LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
-                _ => break,
-            };
-        }
-        let LogicalPlan::TableScan(scan) = input else {
+        let Some((scan, table)) = federated_scan(aggregate.input.as_ref()) else {
             return Ok(Transformed::no(plan));
         };
-        let Ok(table) = source_as_provider(&scan.source) else {
-            return Ok(Transformed::no(plan));
-        };
-        if scan.fetch.is_some() || table.downcast_ref::<FederatedTable>().is_none() {
-            return Ok(Transformed::no(plan));
-        }
         let Some(pushed) = pushed(aggregate, scan)? else {
             return Ok(Transformed::no(plan));
         };
@@ -174,11 +154,38 @@ impl OptimizerRule for PushAggregates {
     }
 }
 
+/// The scan of a federated table that `plan` is (through column reorderings and aliases of
+/// the table, `FROM t AS v`, which change nothing the members compute), without a limit.
+pub(super) fn federated_scan(
+    mut plan: &LogicalPlan,
+) -> Option<(&TableScan, Arc<dyn TableProvider>)> {
+    loop {
+        plan = match plan {
+            LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+                p.input.as_ref()
+            }
+            LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
+            _ => break,
+        };
+    }
+    let LogicalPlan::TableScan(scan) = plan else {
+        return None;
+    };
+    let table = source_as_provider(&scan.source).ok()?;
+    (scan.fetch.is_none() && table.downcast_ref::<FederatedTable>().is_some())
+        .then_some((scan, table))
+}
+
 /// `aggregate` over `scan` in the plan language, if the members can compute all of it.
 fn pushed(aggregate: &Aggregate, scan: &TableScan) -> Result<Option<SubPlan>> {
     let fields = aggregate.schema.fields();
     let mut group_by = Vec::new();
     for (i, g) in aggregate.group_expr.iter().enumerate() {
+        // A grouping expression may carry its output name (as one split at a join does).
+        let g = match g {
+            Expr::Alias(a) => a.expr.as_ref(),
+            other => other,
+        };
         let expr = match g {
             Expr::Column(c) if c.name == MEMBER_COLUMN => PlanExpr::Column(MEMBER_COLUMN.into()),
             Expr::GroupingSet(_) => return Ok(None),

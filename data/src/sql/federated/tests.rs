@@ -204,7 +204,24 @@ const QUERIES: &[(&str, bool)] = &[
     (
         "SELECT f.counter, d.district, sum(f.n) AS n FROM f JOIN d ON f.counter = d.counter \
          GROUP BY 1, 2",
-        false,
+        true,
+    ),
+    (
+        "SELECT d.district, date_trunc('day', f.ts) AS day, count(*), avg(f.n), min(f.ts), \
+         max(f.n), count(f.n) FILTER (WHERE f.lane = 1) FROM d JOIN f ON d.counter = f.counter \
+         GROUP BY 1, 2",
+        true,
+    ),
+    (
+        "SELECT count(*) AS c, sum(f.n) AS s, avg(f.n) AS a FROM f JOIN d \
+         ON f.counter = d.counter WHERE d.district = 'nowhere'",
+        true,
+    ),
+    // DataFusion turns the DISTINCT into a grouping by lane, which is split at the join.
+    (
+        "SELECT d.district, count(DISTINCT f.lane) FROM f JOIN d ON f.counter = d.counter \
+         GROUP BY 1",
+        true,
     ),
     (
         "SELECT _member, n, rank() OVER (PARTITION BY _member ORDER BY n DESC NULLS LAST) AS r \

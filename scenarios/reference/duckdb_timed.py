@@ -1,0 +1,58 @@
+"""DuckDB beside a federated query (scenarios/src/federation/scan.rs): one JSON request per line
+on stdin, one JSON answer per line on stdout.
+
+The first request names the tables, {"tables": {"name": ["file.parquet", ...]}, "threads": N}:
+each becomes a view over its Parquet files, read again by every query, as the nodes read their
+own files. Each later request, {"sql": "..."}, is answered {"ms": <DuckDB's time for the query,
+fetching every row>, "rows": [{column: value}]}, or {"error": "..."}. Timestamps are rendered
+as ISO 8601 with a `Z`, decimals and 128-bit integers as numbers.
+"""
+
+import datetime
+import decimal
+import json
+import sys
+import time
+
+import duckdb
+
+
+def value(v):
+    if isinstance(v, datetime.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return v.isoformat() + "Z"
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return int(v) if v == v.to_integral_value() and v.as_tuple().exponent >= 0 else float(v)
+    return v
+
+
+def main():
+    con = duckdb.connect()
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            if "tables" in request:
+                con.execute(f"SET threads = {int(request.get('threads', 2))}")
+                for name, files in request["tables"].items():
+                    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet(?)", [files])
+                answer = {"ok": True}
+            else:
+                start = time.perf_counter()
+                cur = con.execute(request["sql"])
+                rows = cur.fetchall()
+                took = (time.perf_counter() - start) * 1000.0
+                columns = [d[0] for d in cur.description]
+                answer = {
+                    "ms": took,
+                    "rows": [dict(zip(columns, (value(v) for v in row))) for row in rows],
+                }
+        except duckdb.Error as e:
+            answer = {"error": str(e)}
+        print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    main()
