@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dsp;
 pub mod enforce;
 pub mod federation;
 pub mod identity;

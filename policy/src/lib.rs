@@ -8,6 +8,7 @@
 //! - [`sign`]: COSE_Sign1 policies (`Signed<Policy>`) and `eddsa-jcs-2022` Data Integrity proofs;
 //! - [`agreement`]: consumer requests, countersigned agreements, signed revocations;
 //! - [`audit`]: an RFC 6962 Merkle log with signed checkpoints and cosignatures;
+//! - [`dsp`]: a policy as the Dataspace Protocol's ODRL profile writes it (an `Offer`);
 //! - [`cli_json`]: the stable JSON interface of `allmende policy evaluate` and `check`.
 //!
 //! The evaluation semantics (D1–D20 of the project's policy-semantics note) are listed in the
@@ -22,6 +23,7 @@ pub mod cli_json;
 pub mod compile;
 pub mod decide;
 pub mod decision;
+pub mod dsp;
 pub mod group_size;
 pub mod parse;
 pub mod request;

@@ -67,7 +67,7 @@ impl axum::extract::FromRef<AppState> for Arc<Auth> {
 pub fn router(state: AppState) -> Router {
     let auth = state.auth.clone();
     let body_limit = usize::try_from(state.config.limits.max_body_bytes).unwrap_or(usize::MAX);
-    Router::new()
+    let api = Router::new()
         .merge(node::routes())
         .merge(sql::routes())
         .merge(federation::routes())
@@ -88,7 +88,11 @@ pub fn router(state: AppState) -> Router {
                 "no such route; the API lives under /api/v1",
             )
         })
-        .layer(axum::middleware::map_response(error::as_problem))
+        .layer(axum::middleware::map_response(error::as_problem));
+    // The Dataspace Protocol answers with its own error messages and its own authentication.
+    Router::new()
+        .merge(crate::dsp::routes())
+        .merge(api)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panicked,
         ))
