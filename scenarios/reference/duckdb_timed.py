@@ -37,7 +37,9 @@ def main():
             if "tables" in request:
                 con.execute(f"SET threads = {int(request.get('threads', 2))}")
                 for name, files in request["tables"].items():
-                    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet(?)", [files])
+                    # A view takes no prepared parameters: the file names as SQL literals.
+                    paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+                    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{paths}])")
                 answer = {"ok": True}
             else:
                 start = time.perf_counter()

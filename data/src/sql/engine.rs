@@ -116,7 +116,7 @@ pub(super) enum Input {
 pub(super) type FileStamp = (u64, Option<std::time::SystemTime>);
 
 /// Inputs (Parquet files, batches in memory) below this size run in one partition.
-const SMALL_INPUT: u64 = 8 << 20;
+pub(super) const SMALL_INPUT: u64 = 8 << 20;
 
 /// Schemas of at most this many Parquet files are kept.
 const SCHEMAS_KEPT: usize = 1024;
@@ -473,11 +473,11 @@ impl Inner {
         Ok(Some((schema, batches)))
     }
 
-    fn kept_plan(&self, key: &PlanKey) -> Option<Arc<dyn ExecutionPlan>> {
+    pub(super) fn kept_plan(&self, key: &PlanKey) -> Option<Arc<dyn ExecutionPlan>> {
         lock(&self.plans).get(key).cloned()
     }
 
-    fn keep_plan(&self, key: PlanKey, plan: Arc<dyn ExecutionPlan>) {
+    pub(super) fn keep_plan(&self, key: PlanKey, plan: Arc<dyn ExecutionPlan>) {
         let mut plans = lock(&self.plans);
         if plans.len() >= PLANS_KEPT {
             plans.clear();

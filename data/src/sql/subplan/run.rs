@@ -18,11 +18,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
 
 use super::{GROUP_ROWS, SubPlanError, logical_plan};
 use crate::sql::batches::{BatchesTable, RunBatches};
 use crate::sql::context::Optimizing;
-use crate::sql::engine::{Input, execute};
+use crate::sql::engine::{Input, SMALL_INPUT, execute};
+use crate::sql::kept::{PlanKey, reads_the_clock, reusable};
 use crate::sql::{Engine, Source, SqlError};
 
 /// The table a sub-plan reads: the provider's dataset.
@@ -53,9 +55,21 @@ impl Engine {
         if let Input::Batches(_, batches) = &input {
             run.0.insert(table.clone(), batches.clone());
         }
+        // A sub-plan over a small input is planned once per plan and version of the input (as
+        // a small local query is: members ask the same few plans again and again). The key's
+        // text starts with a NUL, which no SQL text does.
+        let inputs = [(table.clone(), input)];
+        let key = (bytes < SMALL_INPUT)
+            .then(|| PlanKey::of(&format!("\0subplan {plan:?}"), &inputs))
+            .flatten();
+        if let Some(kept) = key.as_ref().and_then(|k| inner.kept_plan(k)) {
+            return Ok(execute(reset_plan_states(kept)?, state, memory_limit, run)?);
+        }
+        let [(_, input)] = inputs;
         let provider = inner.provider(state, table.clone(), input).await?;
         let scan = LogicalPlanBuilder::scan(table, provider_as_source(provider), None)?;
         let logical = logical_plan(plan, scan, state)?;
+        let key = key.filter(|_| !reads_the_clock(&logical));
         let optimizing = Optimizing {
             state,
             start: chrono::Utc::now(),
@@ -90,6 +104,11 @@ impl Engine {
         } else {
             physical
         };
+        if let Some(key) = key
+            && reusable(physical.as_ref())
+        {
+            inner.keep_plan(key, physical.clone());
+        }
         Ok(execute(physical, state, memory_limit, run)?)
     }
 }
