@@ -29,13 +29,6 @@ pub fn offer(policy: &Policy, id: &str) -> Value {
     Value::Object(m)
 }
 
-/// `policy` as the offer a message carries (`MessageOffer`): with its `target`.
-pub fn message_offer(policy: &Policy, id: &str, target: &str) -> Value {
-    let mut v = offer(policy, id);
-    v["target"] = json!(target);
-    v
-}
-
 fn rules(m: &mut Map<String, Value>, policy: &Policy) {
     if !policy.permissions.is_empty() {
         let list = policy.permissions.iter().map(|p| {
@@ -185,7 +178,5 @@ mod tests {
             })
         );
         assert!(offer.get("target").is_none());
-        let message = message_offer(&policy, "urn:allmende:offer:x", "urn:dataset:1");
-        assert_eq!(message["target"], "urn:dataset:1");
     }
 }
