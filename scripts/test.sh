@@ -12,7 +12,8 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
 else
   echo "node/npm not found: the OpenID provider tests in node/tests/auth.rs will be skipped" >&2
 fi
-# tests/dialect.rs checks every federated answer against DuckDB too (PyPI, tests/requirements.txt),
+# tests/dialect.rs checks every federated answer against DuckDB too, tests/dsp.rs every DSP message
+# against the specification's schemas (PyPI, tests/requirements.txt),
 # from a virtualenv outside the clone that later runs reuse.
 venv="${ALLMENDE_VENV:-$HOME/.cache/allmende-venv}"
 if ! [ -x "$venv/bin/python" ]; then
