@@ -292,27 +292,6 @@ fn cities_csv(dir: &Path) -> PathBuf {
     file
 }
 
-/// The Python with DuckDB that `scripts/test.sh` installs (`$ALLMENDE_PYTHON`), if any.
-fn duckdb_python() -> Option<String> {
-    let python = std::env::var("ALLMENDE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import duckdb"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("ALLMENDE_PYTHON").is_none(),
-        "$ALLMENDE_PYTHON is set but has no duckdb module"
-    );
-    eprintln!(
-        "skipping the DuckDB second opinion: no Python with duckdb (scripts/test.sh installs one \
-         and sets ALLMENDE_PYTHON)"
-    );
-    None
-}
-
 /// Runs `queries` with DuckDB over `tables` (name, CSV); one answer per query.
 fn duckdb(python: &str, tables: &[(&str, &Path)], queries: &[String]) -> Vec<Value> {
     use std::io::Write;
@@ -378,7 +357,7 @@ fn federated_answers_equal_datafusion_and_duckdb_over_the_union() {
     let cities = cities_csv(dir);
     muenster.ok(&["dataset", "import", path(&cities), "--slug", "cities"]);
 
-    let python = duckdb_python();
+    let python = allmende_e2e::python_with("duckdb", "the DuckDB second opinion");
     let second = python.as_deref().map(|python| {
         let sqls: Vec<String> = QUERIES.iter().map(|q| over_union(q, "u")).collect();
         duckdb(python, &[("u", &union), ("cities", &cities)], &sqls)

@@ -26,28 +26,11 @@ fn artifacts() -> Option<PathBuf> {
     None
 }
 
-/// The Python with jsonschema and PyLD that `scripts/test.sh` installs, if any.
-fn python() -> Option<String> {
-    let python = std::env::var("ALLMENDE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import jsonschema, pyld"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("ALLMENDE_PYTHON").is_none(),
-        "$ALLMENDE_PYTHON is set but lacks jsonschema or pyld"
-    );
-    eprintln!("skipping the schema checks: no Python with jsonschema and pyld (scripts/test.sh)");
-    None
-}
-
 /// Checks every (schema, document) with the reference checker; returns each document
 /// expanded as JSON-LD (empty when the checker is unavailable).
 fn check(checks: &[(&str, &Value)]) -> Vec<Value> {
-    let (Some(dsp), Some(python)) = (artifacts(), python()) else {
+    let python = allmende_e2e::python_with("jsonschema, pyld", "the schema checks");
+    let (Some(dsp), Some(python)) = (artifacts(), python) else {
         return Vec::new();
     };
     use std::io::Write;

@@ -440,3 +440,26 @@ impl TestNode {
         serde_json::from_slice(&out.stdout).expect("json")
     }
 }
+
+/// The Python of `$ALLMENDE_PYTHON` (the virtualenv `scripts/test.sh` makes; else `python3`) if
+/// it imports every one of `modules`. Without it the caller skips what needs it, saying so
+/// (`what`); a `$ALLMENDE_PYTHON` that lacks a module is a failure, not a skip.
+pub fn python_with(modules: &str, what: &str) -> Option<String> {
+    let python = std::env::var("ALLMENDE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("ALLMENDE_PYTHON").is_none(),
+        "$ALLMENDE_PYTHON is set but cannot import {modules}"
+    );
+    eprintln!(
+        "skipping {what}: no Python that imports {modules} (scripts/test.sh installs one and \
+         sets ALLMENDE_PYTHON)"
+    );
+    None
+}
