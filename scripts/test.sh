@@ -16,8 +16,11 @@ fi
 # against the specification's schemas (PyPI, tests/requirements.txt),
 # from a virtualenv outside the clone that later runs reuse.
 venv="${ALLMENDE_VENV:-$HOME/.cache/allmende-venv}"
-if ! [ -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv" 2>/dev/null || { install_packages python3 python3-venv && python3 -m venv "$venv"; }
+# Debian's python3 without python3-venv leaves a venv without pip behind, so pip is what is
+# checked (and the venv made anew, --clear, once python3-venv is there).
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+  python3 -m venv --clear "$venv" 2>/dev/null ||
+    { install_packages python3 python3-venv && python3 -m venv --clear "$venv"; }
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 export ALLMENDE_PYTHON="$venv/bin/python"

@@ -8,17 +8,21 @@
 //! and its DSP endpoint, taken from its own signed catalog entries, so that a crawler learns the
 //! whole region from any one member and asks each member for its datasets and offers.
 
+use std::collections::HashMap;
+
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use allmende_data::datasets::DatasetError;
 use allmende_policy::dsp::{DSP_CONTEXT, offer};
 use allmende_protocol::{EntryOp, PeerId, verifying_key_of};
 use allmende_store::StoredDataset;
 
 use super::error::{Area, DspError};
-use super::{BASE, Json, message};
+use super::{BASE, message};
 use crate::api::AppState;
 
 /// Datasets on one page unless the request asks for fewer (`limit`).
@@ -145,13 +149,16 @@ pub(super) async fn dataset_request(
     Path(id): Path<String>,
 ) -> Result<Response, DspError> {
     let bare = id.strip_prefix("urn:uuid:").unwrap_or(&id);
-    let found = offered(&state)?
-        .into_iter()
-        .find(|(d, _)| d.record.id == bare)
-        .ok_or_else(|| {
-            DspError::not_found(Area::Catalog, format!("no dataset `{id}` is offered here"))
-        })?;
-    let mut body = dataset(&state, &found.0, &found.1);
+    let not_found =
+        || DspError::not_found(Area::Catalog, format!("no dataset `{id}` is offered here"));
+    let found = match state.datasets.get(bare) {
+        // `get` also finds a dataset by its slug, which is no DSP id.
+        Ok(d) if d.record.id == bare => d,
+        Ok(_) | Err(DatasetError::NotFound(_)) => return Err(not_found()),
+        Err(e) => return Err(internal(e)),
+    };
+    let policy = offer_of(&state, &found)?.ok_or_else(not_found)?;
+    let mut body = dataset(&state, &found, &policy);
     body["@context"] = json!([DSP_CONTEXT]);
     Ok(Json(body).into_response())
 }
@@ -162,19 +169,27 @@ fn offered(
 ) -> Result<Vec<(StoredDataset, allmende_policy::sign::SignedPolicy)>, DspError> {
     let mut out = Vec::new();
     for d in state.datasets.list().map_err(internal)? {
-        if !state
-            .federation
-            .is_published(&d.record.id)
-            .map_err(internal)?
-        {
-            continue;
-        }
-        if let Some(policy) = state.policies.get(&d.record.id).map_err(internal)? {
+        if let Some(policy) = offer_of(state, &d)? {
             out.push((d, policy));
         }
     }
     out.sort_by(|a, b| a.0.record.id.cmp(&b.0.record.id));
     Ok(out)
+}
+
+/// The signed policy a dataset is offered under, if it is published and has one.
+fn offer_of(
+    state: &AppState,
+    d: &StoredDataset,
+) -> Result<Option<allmende_policy::sign::SignedPolicy>, DspError> {
+    if !state
+        .federation
+        .is_published(&d.record.id)
+        .map_err(internal)?
+    {
+        return Ok(None);
+    }
+    state.policies.get(&d.record.id).map_err(internal)
 }
 
 /// The id of a dataset in DSP messages.
@@ -238,24 +253,30 @@ fn member_catalogs(state: &AppState) -> Result<Vec<Value>, DspError> {
     let Some(roster) = fed.roster() else {
         return Ok(Vec::new());
     };
+    // Each member's own signed entries name its public URL in their distributions.
     let latest = fed.log().latest_entries().map_err(internal)?;
+    let mut bases: HashMap<PeerId, String> = HashMap::new();
+    for (entry, _) in latest.iter() {
+        let e = entry.payload();
+        if e.op == EntryOp::Withdraw || bases.contains_key(&e.publisher) {
+            continue;
+        }
+        let base = e.dataset.distributions.iter().find_map(|d| {
+            d.access_url
+                .split_once("/api/v1/datasets/")
+                .map(|(b, _)| b.to_owned())
+        });
+        if let Some(base) = base {
+            bases.insert(e.publisher, base);
+        }
+    }
     let mut out = Vec::new();
     for m in &roster.members {
         if m.peer_id == fed.peer_id() || fed.log().flagged(&m.peer_id).map_err(internal)?.is_some()
         {
             continue;
         }
-        // The member's own signed entries name its public URL in their distributions.
-        let base = latest
-            .iter()
-            .map(|(e, _)| e.payload())
-            .filter(|e| e.publisher == m.peer_id && e.op != EntryOp::Withdraw)
-            .flat_map(|e| e.dataset.distributions.iter())
-            .find_map(|d| {
-                d.access_url
-                    .split_once("/api/v1/datasets/")
-                    .map(|(b, _)| b.to_owned())
-            });
+        let base = bases.get(&m.peer_id);
         let (Some(base), Some(key)) = (base, verifying_key_of(&m.peer_id)) else {
             continue;
         };
@@ -264,7 +285,7 @@ fn member_catalogs(state: &AppState) -> Result<Vec<Value>, DspError> {
             "@type": "Catalog",
             "participantId": allmende_protocol::did_key_of(&key),
             "dct:title": m.organisation,
-            "service": [service(&m.peer_id, &base)],
+            "service": [service(&m.peer_id, base)],
         }));
     }
     Ok(out)

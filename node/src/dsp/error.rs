@@ -2,7 +2,7 @@
 //! message of its area (`CatalogError`, later `ContractNegotiationError`, `TransferError`), never
 //! with the management API's problem documents.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -84,11 +84,6 @@ impl IntoResponse for DspError {
             "code": self.code,
             "reason": [self.reason],
         });
-        let mut response = (self.status, body.to_string()).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
+        (self.status, axum::Json(body)).into_response()
     }
 }

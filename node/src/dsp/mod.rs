@@ -10,12 +10,11 @@
 pub mod catalog;
 pub mod error;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use allmende_policy::dsp::DSP_CONTEXT;
@@ -40,7 +39,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `GET /.well-known/dspace-version` (unauthenticated, as the specification requires).
-async fn version(State(state): State<AppState>) -> Json {
+async fn version(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "protocolVersions": [{
             "version": VERSION,
@@ -50,20 +49,6 @@ async fn version(State(state): State<AppState>) -> Json {
             "serviceId": format!("urn:allmende:dsp:{}", state.federation.peer_id()),
         }]
     }))
-}
-
-/// A JSON answer with DSP's media type (`application/json`).
-pub struct Json(pub Value);
-
-impl IntoResponse for Json {
-    fn into_response(self) -> Response {
-        let mut response = (StatusCode::OK, self.0.to_string()).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
-    }
 }
 
 /// Reads a DSP message of type `expected` from `body` (at most `limit` bytes).

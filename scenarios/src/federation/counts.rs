@@ -207,17 +207,23 @@ impl Cluster {
         } else {
             OPEN_POLICY
         };
+        self.put_policy(i, SLUG, policy)?;
+        self.publish_new(i, SLUG)
+    }
+
+    /// Attaches the JSON-LD `policy` to dataset `slug` of node `i`.
+    pub(crate) fn put_policy(&self, i: usize, slug: &str, policy: &str) -> anyhow::Result<()> {
         check(
             self.http
                 .put(format!(
-                    "{}/api/v1/datasets/{SLUG}/policy",
+                    "{}/api/v1/datasets/{slug}/policy",
                     self.nodes[i].url
                 ))
                 .header(reqwest::header::CONTENT_TYPE, "application/ld+json")
-                .body(policy)
+                .body(policy.to_owned())
                 .send()?,
         )?;
-        self.publish_new(i, SLUG)
+        Ok(())
     }
 
     /// Uploads `csv` as the local (unpublished) dataset `slug` on node `i`.

@@ -6,7 +6,7 @@
 //! publishes it as `traffic_hourly` under the open policy; the asking node holds the German
 //! districts (Destatis, from the binary's sample data) as its own table. Then, alternating
 //! in rounds, the same SQL runs federated from node 0 (`POST /api/v1/query`, client-side time)
-//! and on DuckDB (PyPI, `scenarios/reference/duckdb_timed.py`, its own time for the query)
+//! and on DuckDB (PyPI, `tests/reference/duckdb_timed.py`, its own time for the query)
 //! over the union of the same Parquet files, with 2 threads; every answer is compared.
 
 use std::io::{BufRead, BufReader, Write};
@@ -28,7 +28,7 @@ use reqwest::blocking::multipart::Form;
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::cluster::{BENCH_TOKEN, Cluster, check};
+use crate::cluster::{BENCH_TOKEN, Cluster};
 use crate::counts::{rows_equal, statuses};
 use crate::events::{Events, ms, pct};
 
@@ -88,17 +88,7 @@ pub(crate) fn case(a: &Args, events: &Events) -> anyhow::Result<Value> {
             .text("keywords", "Verkehr")
             .text("conforms_to", TRAFFIC_SCHEMA);
         cluster.import_form(i, form)?;
-        check(
-            cluster
-                .http
-                .put(format!(
-                    "{}/api/v1/datasets/traffic/policy",
-                    cluster.nodes[i].url
-                ))
-                .header(reqwest::header::CONTENT_TYPE, "application/ld+json")
-                .body(OPEN_POLICY)
-                .send()?,
-        )?;
+        cluster.put_policy(i, "traffic", OPEN_POLICY)?;
         cluster.publish_new(i, "traffic")?;
         traffic.push(file);
     }
@@ -359,7 +349,8 @@ struct Duck {
 
 impl Duck {
     fn start(python: &Path, traffic: &[PathBuf], districts: &Path) -> anyhow::Result<Self> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/duckdb_timed.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/duckdb_timed.py");
         let mut child = Command::new(python)
             .arg(script)
             .stdin(Stdio::piped())

@@ -1,5 +1,5 @@
-"""DuckDB beside a federated query (scenarios/src/federation/scan.rs): one JSON request per line
-on stdin, one JSON answer per line on stdout.
+"""DuckDB beside a federated query (the scan case, scenarios/src/federation/scan.rs): one JSON
+request per line on stdin, one JSON answer per line on stdout.
 
 The first request names the tables, {"tables": {"name": ["file.parquet", ...]}, "threads": N}:
 each becomes a view over its Parquet files, read again by every query, as the nodes read their
@@ -8,25 +8,15 @@ fetching every row>, "rows": [{column: value}]}, or {"error": "..."}. Timestamps
 as ISO 8601 with a `Z`, decimals and 128-bit integers as numbers.
 """
 
-import datetime
-import decimal
 import json
 import sys
 import time
 
 import duckdb
 
-
-def value(v):
-    if isinstance(v, datetime.datetime):
-        if v.tzinfo is not None:
-            v = v.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-        return v.isoformat() + "Z"
-    if isinstance(v, datetime.date):
-        return v.isoformat()
-    if isinstance(v, decimal.Decimal):
-        return int(v) if v == v.to_integral_value() and v.as_tuple().exponent >= 0 else float(v)
-    return v
+# The same rendering of values as the dialect tests' reference (this script's directory is on
+# the path when it runs).
+from duckdb_sql import value
 
 
 def main():
